@@ -1,0 +1,87 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace GpuRnn.Kernels;
+
+public sealed partial class DeviceKernels
+{
+    /// <summary>
+    /// Forward step of one Elman layer, fused: <c>h_t = tanh(h_{t−1}·W_hhᵀ + X_t)</c>, where X_t
+    /// already holds <c>W_ih x_t + b_ih + b_hh</c> (hoisted out of the time loop).
+    /// h_{t−1}, X_t, h_t are [B, H]; W_hh is [H, H] (out, in) as PyTorch stores it.
+    /// </summary>
+    private static void RecurrentForwardKernel(
+        GemmShape s, ArrayView<float> hPrev, ArrayView<float> wHh, ArrayView<float> x, ArrayView<float> h)
+    {
+        int j = Grid.IdxX * Group.DimX + Group.IdxX;
+        int i = Grid.IdxY * Group.DimY + Group.IdxY;
+        float acc = TileDot(s, hPrev, wHh, i, j);
+        if (i >= s.M || j >= s.N)
+            return;
+        long at = (long)i * s.N + j;
+        h[at] = XMath.Tanh(acc + x[at]);
+    }
+
+    /// <summary>
+    /// Backward step of one layer, fused: <c>dz_t = (dH_t + dz_{t+1}·W_hh) ⊙ (1 − h_t²)</c>.
+    /// dz_{t+1} is the pre-activation gradient of the next step (K = 0 at the last step: no
+    /// gradient flows in from beyond the window); dH_t comes from the layer above or the decoder.
+    /// All [B, H] except W_hh [H, H].
+    /// </summary>
+    private static void RecurrentBackwardKernel(
+        GemmShape s, ArrayView<float> dzNext, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz)
+    {
+        int j = Grid.IdxX * Group.DimX + Group.IdxX;
+        int i = Grid.IdxY * Group.DimY + Group.IdxY;
+        float acc = TileDot(s, dzNext, wHh, i, j);
+        if (i >= s.M || j >= s.N)
+            return;
+        long at = (long)i * s.N + j;
+        float hv = h[at];
+        dz[at] = (acc + dH[at]) * (1f - hv * hv);
+    }
+
+    private Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> recurrentForward = null!;
+    private Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> recurrentBackward = null!;
+
+    private void LoadRecurrent()
+    {
+        recurrentForward = Accelerator.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RecurrentForwardKernel);
+        recurrentBackward = Accelerator.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RecurrentBackwardKernel);
+    }
+
+    /// <summary><c>h = tanh(hPrev·W_hhᵀ + x)</c>: hPrev, x, h [B, H]; W_hh [H, H].</summary>
+    public void RecurrentForward(int batch, int hidden, ArrayView<float> hPrev, ArrayView<float> wHh, ArrayView<float> x, ArrayView<float> h)
+    {
+        Require(batch > 0 && hidden > 0, $"recurrent step sizes must be positive (B={batch}, H={hidden}).");
+        long bh = (long)batch * hidden;
+        RequireLength(hPrev, bh, nameof(hPrev));
+        RequireLength(wHh, (long)hidden * hidden, nameof(wHh));
+        RequireLength(x, bh, nameof(x));
+        RequireLength(h, bh, nameof(h));
+        Count();
+        var s = new GemmShape(batch, hidden, hidden, transA: false, transB: true);
+        recurrentForward(TileConfig(batch, hidden), s, hPrev, wHh, x, h);
+    }
+
+    /// <summary>
+    /// <c>dz = (dH + dzNext·W_hh) ⊙ (1 − h²)</c>: all [B, H] but W_hh [H, H]. With
+    /// <paramref name="hasNext"/> false (the last step of a window) the recurrent term is zero and
+    /// <paramref name="dzNext"/> is not read.
+    /// </summary>
+    public void RecurrentBackward(int batch, int hidden, bool hasNext, ArrayView<float> dzNext, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz)
+    {
+        Require(batch > 0 && hidden > 0, $"recurrent step sizes must be positive (B={batch}, H={hidden}).");
+        long bh = (long)batch * hidden;
+        if (hasNext)
+            RequireLength(dzNext, bh, nameof(dzNext));
+        RequireLength(wHh, (long)hidden * hidden, nameof(wHh));
+        RequireLength(dH, bh, nameof(dH));
+        RequireLength(h, bh, nameof(h));
+        RequireLength(dz, bh, nameof(dz));
+        Count();
+        var s = new GemmShape(batch, hidden, hasNext ? hidden : 0, transA: false, transB: false);
+        recurrentBackward(TileConfig(batch, hidden), s, hasNext ? dzNext : dH, wHh, dH, h, dz);
+    }
+}

@@ -1,0 +1,77 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuRnn;
+
+/// <summary>
+/// Every device buffer one training step of a (B, T) window needs, allocated once and owned here
+/// (DESIGN.md §4). Positions are time-major: p = t·B + b.
+/// </summary>
+internal sealed class Activations : IDisposable
+{
+    private readonly List<IDisposable> owned = [];
+
+    public Activations(Accelerator accelerator, ParameterLayout layout, int batch, int capacity)
+    {
+        Batch = batch;
+        Capacity = capacity;
+        int v = layout.V, h = layout.H, p = batch * capacity;
+        Ids = Own(accelerator.Allocate1D<int>(p));                    // [T, B]
+        Targets = Own(accelerator.Allocate1D<int>(p));                // [T, B]
+        TokenOffsets = Own(accelerator.Allocate1D<int>(v + 1));       // [V + 1]
+        TokenPositions = Own(accelerator.Allocate1D<int>(p));         // [T·B]
+        X = Own(accelerator.Allocate1D<float>((long)p * h));          // [T, B, H] input term of the current layer
+        Hidden = new MemoryBuffer1D<float, Stride1D.Dense>[layout.L];
+        for (int k = 0; k < layout.L; k++)
+        {
+            Hidden[k] = Own(accelerator.Allocate1D<float>((long)(capacity + 1) * batch * h)); // [T + 1, B, H]; slot 0 is h_0
+            Hidden[k].MemSetToZero();
+        }
+        Logits = Own(accelerator.Allocate1D<float>((long)p * v));     // [T, B, V], overwritten by dlogits
+        RowLoss = Own(accelerator.Allocate1D<float>(p));              // [T·B]
+        DH = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's output
+        DZ = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's pre-activation
+        Scalars = Own(accelerator.Allocate1D<float>(2));              // [loss sum, squared gradient norm]
+        HostOffsets = new int[v + 1];
+        HostPositions = new int[p];
+    }
+
+    public int Batch { get; }
+    public int Capacity { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> Ids { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> Targets { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> TokenOffsets { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> TokenPositions { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> X { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense>[] Hidden { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> Logits { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> RowLoss { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> DH { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> DZ { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> Scalars { get; }
+    public int[] HostOffsets { get; }
+    public int[] HostPositions { get; }
+
+    public const int LossSlot = 0;
+    public const int NormSlot = 1;
+
+    /// <summary>h_t of layer k as a [B, H] view (t = 0 is the carried-in state).</summary>
+    public ArrayView<float> HiddenAt(int layer, int t, int hidden)
+    {
+        long bh = (long)Batch * hidden;
+        return Hidden[layer].View.SubView(t * bh, bh);
+    }
+
+    private T Own<T>(T buffer) where T : IDisposable
+    {
+        owned.Add(buffer);
+        return buffer;
+    }
+
+    public void Dispose()
+    {
+        for (int i = owned.Count - 1; i >= 0; i--)
+            owned[i].Dispose();
+        owned.Clear();
+    }
+}

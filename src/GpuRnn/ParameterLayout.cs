@@ -1,0 +1,75 @@
+namespace GpuRnn;
+
+/// <summary>One named tensor inside the flat parameter buffer.</summary>
+public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
+{
+    /// <summary>Number of elements.</summary>
+    public long Length => Shape.Aggregate(1L, (a, d) => a * d);
+}
+
+/// <summary>
+/// Where every tensor of an L-layer Elman language model lives in the one flat parameter buffer
+/// (DESIGN.md §2), with PyTorch's <c>state_dict</c> names: per layer k <c>rnn.weight_ih_l{k}</c>,
+/// <c>rnn.weight_hh_l{k}</c>, <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c>, then
+/// <c>decoder.weight</c> and <c>decoder.bias</c>. Gradients and optimizer slots use the same offsets.
+/// </summary>
+public sealed class ParameterLayout
+{
+    private readonly Dictionary<string, ParameterTensor> byName;
+
+    /// <summary>The layout of a model with vocabulary V, hidden size H and L layers.</summary>
+    public ParameterLayout(int vocab, int hidden, int layers)
+    {
+        if (vocab < 1)
+            throw new GpuRnnException($"vocabulary size must be at least 1 (got {vocab})");
+        if (hidden < 1)
+            throw new GpuRnnException($"--hidden must be at least 1 (got {hidden})");
+        if (layers < 1)
+            throw new GpuRnnException($"--layers must be at least 1 (got {layers})");
+        V = vocab;
+        H = hidden;
+        L = layers;
+        var list = new List<ParameterTensor>();
+        long offset = 0;
+        void Add(string name, params int[] shape)
+        {
+            var t = new ParameterTensor(name, shape, offset);
+            list.Add(t);
+            offset += t.Length;
+        }
+        for (int k = 0; k < layers; k++)
+        {
+            Add($"rnn.weight_ih_l{k}", hidden, k == 0 ? vocab : hidden);
+            Add($"rnn.weight_hh_l{k}", hidden, hidden);
+            Add($"rnn.bias_ih_l{k}", hidden);
+            Add($"rnn.bias_hh_l{k}", hidden);
+        }
+        Add("decoder.weight", vocab, hidden);
+        Add("decoder.bias", vocab);
+        Tensors = list;
+        Count = offset;
+        if (Count > int.MaxValue)
+            throw new GpuRnnException($"the model has {Count} parameters; at most {int.MaxValue} are supported");
+        byName = list.ToDictionary(t => t.Name, StringComparer.Ordinal);
+    }
+
+    /// <summary>Vocabulary size.</summary>
+    public int V { get; }
+
+    /// <summary>Hidden size.</summary>
+    public int H { get; }
+
+    /// <summary>Number of layers.</summary>
+    public int L { get; }
+
+    /// <summary>Every tensor in buffer order.</summary>
+    public IReadOnlyList<ParameterTensor> Tensors { get; }
+
+    /// <summary>Total number of parameters.</summary>
+    public long Count { get; }
+
+    /// <summary>The tensor of a name.</summary>
+    /// <exception cref="KeyNotFoundException">No tensor has that name.</exception>
+    public ParameterTensor this[string name] =>
+        byName.TryGetValue(name, out var t) ? t : throw new KeyNotFoundException($"no parameter named '{name}'");
+}

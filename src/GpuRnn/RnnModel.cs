@@ -1,0 +1,85 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuRnn;
+
+/// <summary>Sizes of an Elman RNN language model.</summary>
+/// <param name="Vocab">V, the vocabulary size (input one-hot width and output classes).</param>
+/// <param name="Hidden">H, hidden units per layer.</param>
+/// <param name="Layers">L, stacked tanh layers.</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers);
+
+/// <summary>
+/// An L-layer Elman RNN (tanh) with a linear decoder over the vocabulary: the parameters in one
+/// flat device buffer with a named view per tensor (DESIGN.md §2).
+/// <c>h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)</c>, <c>ŷ_t = softmax(W_dec h_t + b_dec)</c>.
+/// </summary>
+public sealed class RnnModel : IDisposable
+{
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> parameters; // [P]
+
+    /// <summary>
+    /// Creates the model on <paramref name="device"/>, initialised like PyTorch's <c>nn.RNN</c> and
+    /// <c>nn.Linear</c>: every tensor uniform(−1/√H, 1/√H), drawn from a host PRNG seeded with
+    /// <paramref name="seed"/> in layout order, so a seed gives the same model on every device.
+    /// </summary>
+    public RnnModel(GpuDevice device, ModelConfig config, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(config);
+        Device = device;
+        Config = config;
+        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers);
+        parameters = device.Accelerator.Allocate1D<float>(Layout.Count);
+        var host = new float[Layout.Count];
+        var rng = new Random(seed);
+        double bound = 1.0 / Math.Sqrt(config.Hidden);
+        for (int i = 0; i < host.Length; i++)
+            host[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
+        device.Kernels.Upload<float>(host, parameters.View);
+    }
+
+    /// <summary>The device the parameters live on.</summary>
+    public GpuDevice Device { get; }
+
+    /// <summary>The model's sizes.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Names, shapes and offsets of the tensors in the flat buffer.</summary>
+    public ParameterLayout Layout { get; }
+
+    /// <summary>The whole flat parameter buffer [P].</summary>
+    public ArrayView<float> Parameters => parameters.View;
+
+    /// <summary>The device view of one tensor.</summary>
+    public ArrayView<float> View(string name) => ViewOf(parameters.View, name);
+
+    /// <summary>The view of tensor <paramref name="name"/> inside any buffer laid out like the parameters (gradients, optimizer slots).</summary>
+    public ArrayView<float> ViewOf(ArrayView<float> flat, string name)
+    {
+        var t = Layout[name];
+        return flat.SubView(t.Offset, t.Length);
+    }
+
+    /// <summary>Copies one tensor to the host (row-major).</summary>
+    public float[] GetTensor(string name)
+    {
+        var t = Layout[name];
+        var host = new float[t.Length];
+        Device.Kernels.Download(View(name), host);
+        return host;
+    }
+
+    /// <summary>Overwrites one tensor from the host (row-major).</summary>
+    /// <exception cref="GpuRnnException">The value count does not match the tensor's shape.</exception>
+    public void SetTensor(string name, ReadOnlySpan<float> values)
+    {
+        var t = Layout[name];
+        if (values.Length != t.Length)
+            throw new GpuRnnException($"{name}: {values.Length} values given, its shape [{string.Join(", ", t.Shape)}] holds {t.Length}");
+        Device.Kernels.Upload(values, View(name));
+    }
+
+    /// <summary>Releases the parameter buffer.</summary>
+    public void Dispose() => parameters.Dispose();
+}

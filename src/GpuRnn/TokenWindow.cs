@@ -1,0 +1,42 @@
+namespace GpuRnn;
+
+/// <summary>
+/// One training window of B parallel sequences and s ≤ capacity time steps, time-major:
+/// position p = t·B + b. Reused from step to step so that the training loop allocates nothing.
+/// </summary>
+public sealed class TokenWindow
+{
+    /// <summary>A window of <paramref name="batch"/> sequences with room for <paramref name="capacity"/> steps.</summary>
+    public TokenWindow(int batch, int capacity)
+    {
+        if (batch < 1)
+            throw new GpuRnnException($"--batch must be at least 1 (got {batch})");
+        if (capacity < 1)
+            throw new GpuRnnException($"--seq-len must be at least 1 (got {capacity})");
+        Batch = batch;
+        Capacity = capacity;
+        Inputs = new int[batch * capacity];
+        Targets = new int[batch * capacity];
+    }
+
+    /// <summary>B, the number of parallel sequences.</summary>
+    public int Batch { get; }
+
+    /// <summary>The most time steps a window can hold (T).</summary>
+    public int Capacity { get; }
+
+    /// <summary>s, the time steps this window holds (1 ≤ s ≤ T).</summary>
+    public int Steps { get; set; }
+
+    /// <summary>Input ids [T, B] time-major; the first s·B are valid.</summary>
+    public int[] Inputs { get; }
+
+    /// <summary>Target ids [T, B] time-major; a negative target is ignored (no loss, no gradient).</summary>
+    public int[] Targets { get; }
+
+    /// <summary>True when the hidden state must start from zero (first window of an epoch) instead of being carried.</summary>
+    public bool ResetState { get; set; }
+
+    /// <summary>Number of valid positions, s·B.</summary>
+    public int Positions => Steps * Batch;
+}

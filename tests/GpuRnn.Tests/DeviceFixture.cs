@@ -1,0 +1,72 @@
+using GpuRnn.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+/// <summary>Base of every fixture that runs on each accelerator present (the test body is written once).</summary>
+public abstract class DeviceFixture
+{
+    private readonly List<IDisposable> buffers = [];
+
+    protected DeviceFixture(string spec) => Spec = spec;
+
+    protected string Spec { get; }
+
+    protected GpuDevice Device { get; private set; } = null!;
+
+    protected DeviceKernels K => Device.Kernels;
+
+    /// <summary>float32 unit roundoff, 2^-24: the error bound of one rounding.</summary>
+    protected const double U = 1.0 / (1 << 24);
+
+    [OneTimeSetUp]
+    public void OpenDevice() => Device = TestDevices.Get(Spec);
+
+    [TearDown]
+    public void FreeBuffers()
+    {
+        for (int i = buffers.Count - 1; i >= 0; i--)
+            buffers[i].Dispose();
+        buffers.Clear();
+    }
+
+    /// <summary>A device copy of <paramref name="host"/>, freed after the test.</summary>
+    protected ArrayView<T> Put<T>(T[] host) where T : unmanaged
+    {
+        var buffer = Device.Accelerator.Allocate1D(host);
+        buffers.Add(buffer);
+        return buffer.View;
+    }
+
+    /// <summary>A device buffer of n elements filled with NaN (float) so that a kernel that skips an element is caught.</summary>
+    protected ArrayView<float> Poisoned(long n)
+    {
+        var host = new float[n];
+        Array.Fill(host, float.NaN);
+        return Put(host);
+    }
+
+    protected static float[] Get(ArrayView<float> view) => ((ArrayView1D<float, Stride1D.Dense>)view).GetAsArray1D();
+
+    /// <summary>Asserts |actual − expected| ≤ tolerance[i] element-wise, reporting the worst element.</summary>
+    protected static void AssertClose(float[] actual, double[] expected, Func<int, double> tolerance, string what)
+    {
+        Assert.That(actual, Has.Length.EqualTo(expected.Length), what + ": length");
+        int worst = -1;
+        double worstExcess = 0;
+        for (int i = 0; i < actual.Length; i++)
+        {
+            double err = Math.Abs(actual[i] - expected[i]);
+            double excess = double.IsNaN(actual[i]) ? double.PositiveInfinity : err - tolerance(i);
+            if (excess > worstExcess)
+            {
+                worstExcess = excess;
+                worst = i;
+            }
+        }
+        Assert.That(worst, Is.EqualTo(-1),
+            () => $"{what}: element {worst} is {actual[worst]:R}, expected {expected[worst]:R} (tolerance {tolerance(worst):G3})");
+    }
+}

@@ -1,0 +1,98 @@
+using GpuRnn.Kernels;
+using GpuRnn.Tests.Reference;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests.Kernels;
+
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+public sealed class GemmTests(string spec) : DeviceFixture(spec)
+{
+    /// <summary>Awkward shapes: 1, 3, 17, 33, 65 (none a tile multiple), non-square, M &lt; K, K &gt; tile count.</summary>
+    private static readonly (int M, int N, int K)[] Shapes =
+    [
+        (1, 1, 1), (3, 17, 65), (65, 33, 17), (17, 65, 3), (33, 1, 65), (1, 65, 33), (65, 65, 65), (5, 3, 200), (2, 7, 1),
+    ];
+
+    private static IEnumerable<TestCaseData> Cases()
+    {
+        foreach (var (m, n, k) in Shapes)
+        {
+            foreach (bool ta in new[] { false, true })
+            {
+                foreach (bool tb in new[] { false, true })
+                {
+                    yield return new TestCaseData(m, n, k, ta, tb, 1f, 0f);
+                    yield return new TestCaseData(m, n, k, ta, tb, -0.75f, 1.5f);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// float32 vs the double reference. A K-term dot product in float32 is off by at most
+    /// (K + 3)·u·(|α|·Σ|a||b| + |β|·|c|) (K roundings in the sum, a few more for α, β and the add);
+    /// the bound is computed per element from the absolute values, so it is tight and the test can fail.
+    /// </summary>
+    [TestCaseSource(nameof(Cases))]
+    public void MatchesReference(int m, int n, int k, bool transA, bool transB, float alpha, float beta)
+    {
+        var rng = new Random(m * 1000 + n * 10 + k);
+        var a = TestData.Uniform(rng, (long)m * k);
+        var b = TestData.Uniform(rng, (long)k * n);
+        var c = TestData.Uniform(rng, (long)m * n);
+        var s = new GemmShape(m, n, k, transA, transB);
+        var cView = beta == 0f ? Poisoned(m * n) : Put(c);
+        K.Gemm(s, alpha, Put(a), Put(b), beta, cView);
+
+        var expected = RefOps.Gemm(m, n, k, transA, transB, alpha, TestData.ToDouble(a), TestData.ToDouble(b), beta, TestData.ToDouble(c));
+        var magnitude = RefOps.Gemm(m, n, k, transA, transB, Math.Abs(alpha), Abs(a), Abs(b), Math.Abs(beta), Abs(c));
+        AssertClose(Get(cView), expected, i => (k + 3) * U * magnitude[i] + 1e-30, $"GEMM {m}x{n}x{k} tA={transA} tB={transB}");
+    }
+
+    [Test]
+    public void BiasesAreBroadcastOverRows([Values(1, 2)] int biasCount)
+    {
+        const int m = 17, n = 33, k = 3;
+        var rng = new Random(5);
+        var a = TestData.Uniform(rng, m * k);
+        var b = TestData.Uniform(rng, n * k);
+        var bias1 = TestData.Uniform(rng, n);
+        var bias2 = TestData.Uniform(rng, n);
+        var c = Poisoned(m * n);
+        var s = new GemmShape(m, n, k, false, true);
+        if (biasCount == 2)
+            K.GemmBias(s, Put(a), Put(b), c, Put(bias1), Put(bias2));
+        else
+            K.GemmBias(s, Put(a), Put(b), c, Put(bias1));
+
+        var expected = RefOps.Gemm(m, n, k, false, true, 1, TestData.ToDouble(a), TestData.ToDouble(b), 0, new double[m * n]);
+        var magnitude = RefOps.Gemm(m, n, k, false, true, 1, Abs(a), Abs(b), 0, new double[m * n]);
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                expected[i * n + j] += bias1[j] + (biasCount == 2 ? bias2[j] : 0);
+                magnitude[i * n + j] += Math.Abs(bias1[j]) + Math.Abs(bias2[j]);
+            }
+        }
+        AssertClose(Get(c), expected, i => (k + 3) * U * magnitude[i], "GEMM + bias");
+    }
+
+    [Test]
+    public void ZeroInnerDimensionGivesBetaC()
+    {
+        var c = new float[] { 1, -2, 3 };
+        var cView = Put(c);
+        K.Gemm(new GemmShape(3, 1, 0, false, false), 2f, Put(new float[1]), Put(new float[1]), 0.5f, cView);
+        Assert.That(Get(cView), Is.EqualTo(new[] { 0.5f, -1f, 1.5f }));
+    }
+
+    [Test]
+    public void RejectsViewsTooSmallForTheShape()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => K.Gemm(new GemmShape(4, 4, 4, false, false), 1f, Put(new float[15]), Put(new float[16]), 0f, Put(new float[16])));
+        Assert.That(ex!.ParamName, Is.EqualTo("a"));
+    }
+
+    internal static double[] Abs(float[] x) => Array.ConvertAll(x, v => Math.Abs((double)v));
+}

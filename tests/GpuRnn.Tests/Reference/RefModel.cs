@@ -1,0 +1,96 @@
+namespace GpuRnn.Tests.Reference;
+
+/// <summary>
+/// Double-precision copy of a character/word RNN language model: PyTorch's
+/// <c>nn.RNN(input_size=V, hidden_size=H, num_layers=L, nonlinearity='tanh')</c> followed by
+/// <c>nn.Linear(H, V)</c>. Parameters are kept by their <c>state_dict</c> names, row-major.
+/// Written from the equations only; it shares no code with the GpuRnn library on purpose,
+/// so that a bug in the library cannot hide by being copied into its own reference.
+/// </summary>
+public sealed class RefModel
+{
+    /// <summary>Builds a model with every parameter zero.</summary>
+    public RefModel(int vocab, int hidden, int layers)
+    {
+        if (vocab < 1) throw new ArgumentOutOfRangeException(nameof(vocab));
+        if (hidden < 1) throw new ArgumentOutOfRangeException(nameof(hidden));
+        if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers));
+        V = vocab;
+        H = hidden;
+        L = layers;
+        Params = new Dictionary<string, double[]>();
+        foreach (var (name, shape) in Layout(vocab, hidden, layers))
+        {
+            Params[name] = new double[Count(shape)];
+        }
+    }
+
+    /// <summary>Vocabulary size (input one-hot width and output classes).</summary>
+    public int V { get; }
+
+    /// <summary>Hidden units per layer.</summary>
+    public int H { get; }
+
+    /// <summary>Number of stacked RNN layers.</summary>
+    public int L { get; }
+
+    /// <summary>Every parameter by its PyTorch <c>state_dict</c> name, row-major.</summary>
+    public Dictionary<string, double[]> Params { get; }
+
+    /// <summary>
+    /// Names and shapes in PyTorch's <c>state_dict</c> order: per layer k weight_ih, weight_hh,
+    /// bias_ih, bias_hh; then decoder.weight, decoder.bias.
+    /// </summary>
+    public static IReadOnlyList<(string Name, int[] Shape)> Layout(int vocab, int hidden, int layers)
+    {
+        var list = new List<(string, int[])>();
+        for (int k = 0; k < layers; k++)
+        {
+            // Layer 0 reads the one-hot token (width V); higher layers read the layer below (width H).
+            int inWidth = k == 0 ? vocab : hidden;
+            list.Add(($"rnn.weight_ih_l{k}", new[] { hidden, inWidth }));
+            list.Add(($"rnn.weight_hh_l{k}", new[] { hidden, hidden }));
+            list.Add(($"rnn.bias_ih_l{k}", new[] { hidden }));
+            list.Add(($"rnn.bias_hh_l{k}", new[] { hidden }));
+        }
+        list.Add(("decoder.weight", new[] { vocab, hidden }));
+        list.Add(("decoder.bias", new[] { vocab }));
+        return list;
+    }
+
+    /// <summary>Widens single-precision parameters (e.g. read back from the device) to a reference model.</summary>
+    public static RefModel FromFloats(int vocab, int hidden, int layers, IReadOnlyDictionary<string, float[]> p)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        var m = new RefModel(vocab, hidden, layers);
+        foreach (var (name, shape) in Layout(vocab, hidden, layers))
+        {
+            if (!p.TryGetValue(name, out var src))
+                throw new ArgumentException($"missing parameter '{name}'", nameof(p));
+            int n = Count(shape);
+            if (src.Length != n)
+                throw new ArgumentException($"parameter '{name}' has {src.Length} elements, expected {n}", nameof(p));
+            var dst = m.Params[name];
+            for (int i = 0; i < n; i++) dst[i] = src[i];
+        }
+        return m;
+    }
+
+    /// <summary>Deep copy: the clone's arrays are independent of this model's.</summary>
+    public RefModel Clone()
+    {
+        var c = new RefModel(V, H, L);
+        foreach (var (name, values) in Params)
+        {
+            c.Params[name] = (double[])values.Clone();
+        }
+        return c;
+    }
+
+    internal static int Count(int[] shape)
+    {
+        int n = 1;
+        foreach (int d in shape) n *= d;
+        return n;
+    }
+}

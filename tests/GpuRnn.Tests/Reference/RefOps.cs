@@ -1,0 +1,86 @@
+namespace GpuRnn.Tests.Reference;
+
+/// <summary>Plain double-precision building blocks for checking single kernels.</summary>
+public static class RefOps
+{
+    /// <summary>
+    /// Returns alpha * op(A) * op(B) + beta * C as a NEW [M, N] array; <paramref name="c"/> is only read.
+    /// A is stored [M, K] (or [K, M] when transA), B is [K, N] (or [N, K] when transB), all row-major.
+    /// As in BLAS, beta == 0 means C is not read at all (so NaN or garbage in C cannot leak through).
+    /// </summary>
+    public static double[] Gemm(int m, int n, int k, bool transA, bool transB, double alpha, double[] a, double[] b, double beta, double[] c)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (a.Length < m * k) throw new ArgumentException($"A needs {m * k} values", nameof(a));
+        if (b.Length < k * n) throw new ArgumentException($"B needs {k * n} values", nameof(b));
+        if (beta != 0.0 && (c == null || c.Length < m * n)) throw new ArgumentException($"C needs {m * n} values", nameof(c));
+
+        double[] result = new double[m * n]; // [M, N]
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double aip = transA ? a[p * m + i] : a[i * k + p]; // A^T stored [K, M]
+                    double bpj = transB ? b[j * k + p] : b[p * n + j]; // B^T stored [N, K]
+                    sum += aip * bpj;
+                }
+                result[i * n + j] = alpha * sum + (beta != 0.0 ? beta * c![i * n + j] : 0.0);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Softmax cross-entropy per row. logits [R, V], targets [R] (a target &lt; 0 is ignored).
+    /// RowLoss [R]: -log softmax(logits_r)[target_r], 0 for ignored rows.
+    /// DLogits [R, V]: (softmax - onehot(target)) * scale, all zeros for ignored rows.
+    /// Computed with the row maximum subtracted, so logits around 1000 do not overflow.
+    /// </summary>
+    public static (double[] RowLoss, double[] DLogits) SoftmaxCrossEntropy(double[] logits, int rows, int vocab, int[] targets, double scale)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(targets);
+        if (logits.Length < rows * vocab) throw new ArgumentException($"logits need {rows * vocab} values", nameof(logits));
+        if (targets.Length < rows) throw new ArgumentException($"targets need {rows} values", nameof(targets));
+
+        double[] rowLoss = new double[rows];          // [R]
+        double[] dLogits = new double[rows * vocab];  // [R, V]
+        for (int r = 0; r < rows; r++)
+        {
+            int y = targets[r];
+            if (y < 0) continue; // ignored: no loss, no gradient
+            if (y >= vocab) throw new ArgumentOutOfRangeException(nameof(targets), $"target {y} >= V = {vocab}");
+
+            int off = r * vocab;
+            double max = double.NegativeInfinity;
+            for (int v = 0; v < vocab; v++) max = Math.Max(max, logits[off + v]);
+            double sumExp = 0;
+            for (int v = 0; v < vocab; v++) sumExp += Math.Exp(logits[off + v] - max);
+            double logSumExp = max + Math.Log(sumExp);
+
+            rowLoss[r] = logSumExp - logits[off + y];
+            for (int v = 0; v < vocab; v++)
+            {
+                double p = Math.Exp(logits[off + v] - logSumExp);
+                dLogits[off + v] = (p - (v == y ? 1.0 : 0.0)) * scale;
+            }
+        }
+        return (rowLoss, dLogits);
+    }
+
+    /// <summary>Sum over rows: x [rows, cols] to [cols] (what a bias gradient is).</summary>
+    public static double[] ColumnSums(double[] x, int rows, int cols)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        if (x.Length < rows * cols) throw new ArgumentException($"x needs {rows * cols} values", nameof(x));
+        double[] sums = new double[cols]; // [cols]
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                sums[c] += x[r * cols + c];
+        return sums;
+    }
+}

@@ -1,0 +1,25 @@
+namespace GpuRnn.Tests;
+
+/// <summary>Seeded random inputs for the tests.</summary>
+internal static class TestData
+{
+    /// <summary>n floats uniform in [−scale, scale).</summary>
+    public static float[] Uniform(Random rng, long n, double scale = 1.0)
+    {
+        var x = new float[n];
+        for (long i = 0; i < n; i++)
+            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+        return x;
+    }
+
+    public static double[] ToDouble(float[] x) => Array.ConvertAll(x, v => (double)v);
+
+    /// <summary>The repository root (where GpuRnn.sln is), found from the test binary's folder.</summary>
+    public static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GpuRnn.sln")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("GpuRnn.sln not found above " + AppContext.BaseDirectory);
+    }
+}
