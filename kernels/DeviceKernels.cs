@@ -11,14 +11,18 @@ namespace GpuRnn.Kernels;
 public sealed partial class DeviceKernels
 {
     /// <summary>Creates the launchers for <paramref name="accelerator"/>; compiles every kernel now, not in the step.</summary>
-    public DeviceKernels(Accelerator accelerator)
+    /// <param name="accelerator">Where the kernels run.</param>
+    /// <param name="sharedTiles">Force the shared-memory GEMM tiles on (tests use it to check the GPU path on the CPU accelerator); null picks per accelerator.</param>
+    public DeviceKernels(Accelerator accelerator, bool? sharedTiles = null)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         Accelerator = accelerator;
-        // Tile edge per accelerator kind (DESIGN.md §9): the CPU accelerator emulates every group
-        // barrier with OS threads and allows at most 16 threads per group, so it gets 4×4 tiles;
-        // GPUs get 16×16 tiles (2·16·16·4 B = 2 KB of shared memory per group).
-        Tile = accelerator.AcceleratorType == AcceleratorType.CPU ? 4 : 16;
+        // Tiling per accelerator kind (DESIGN.md §9): the CPU accelerator emulates every group
+        // barrier with OS threads and allows at most 16 threads per group, so it gets 4×4 groups
+        // that skip shared memory; GPUs get 16×16 shared-memory tiles (2·16·16·4 B = 2 KB per group).
+        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        Tile = cpu ? 2 : 16;
+        SharedTiles = !cpu;
         ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
         LoadGemm();
         LoadRecurrent();
@@ -33,6 +37,9 @@ public sealed partial class DeviceKernels
 
     /// <summary>Edge of the square shared-memory tile used by the GEMM-based kernels.</summary>
     public int Tile { get; }
+
+    /// <summary>Whether the GEMM-shaped kernels stage tiles in shared memory (GPUs) or run the plain K loop (the CPU accelerator).</summary>
+    public bool SharedTiles { get; }
 
     /// <summary>Threads of the single group that runs the deterministic reductions.</summary>
     public int ReduceGroup { get; }

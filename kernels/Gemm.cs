@@ -54,19 +54,24 @@ public readonly struct GemmShape
 public sealed partial class DeviceKernels
 {
     /// <summary>
-    /// The tiled inner product shared by every GEMM-shaped kernel. The group is a Tile×Tile square of
-    /// threads; thread (x, y) owns C[i, j] with i = group row·Tile + y, j = group column·Tile + x.
-    /// Each round stages a Tile×Tile block of op(A) and of op(B) in shared memory, so every element
-    /// is read from global memory once per group instead of once per thread. The loop runs over K
-    /// (not over M, the bug of ILGPU's MatrixMultiply sample). Every thread of the group must call
-    /// this, in range or not, because of the barriers; out-of-range loads read as 0.
+    /// The inner product (op(A)·op(B))[i, j] shared by every GEMM-shaped kernel. The group is a
+    /// Tile×Tile square of threads; thread (x, y) owns C[i, j] with i = group row·Tile + y,
+    /// j = group column·Tile + x. On a GPU each round stages a Tile×Tile block of op(A) and of op(B)
+    /// in shared memory, so every element is read from global memory once per group instead of once
+    /// per thread. The loop runs over K (not over M, the bug of ILGPU's MatrixMultiply sample).
+    /// Every thread of the group must call this, in range or not, because of the barriers;
+    /// out-of-range loads read as 0. When the launch requests no shared memory (the CPU accelerator,
+    /// where each barrier is an OS-thread rendezvous and costs more than the arithmetic it saves)
+    /// each thread runs the plain K loop instead: same order of summation, same result.
     /// </summary>
     internal static float TileDot(GemmShape s, ArrayView<float> a, ArrayView<float> b, int i, int j)
     {
+        var shared = SharedMemory.GetDynamic<float>();
+        if (shared.Length == 0)
+            return DirectDot(s, a, b, i, j);
         int tile = Group.DimX;
         int tx = Group.IdxX;
         int ty = Group.IdxY;
-        var shared = SharedMemory.GetDynamic<float>();
         var aTile = shared.SubView(0, tile * tile);          // [Tile, Tile] block of op(A)
         var bTile = shared.SubView(tile * tile, tile * tile); // [Tile, Tile] block of op(B)
         int lda = s.Lda;
@@ -88,6 +93,23 @@ public sealed partial class DeviceKernels
             for (int p = 0; p < tile; p++)
                 acc += aTile[ty * tile + p] * bTile[p * tile + tx];
             Group.Barrier();
+        }
+        return acc;
+    }
+
+    /// <summary>The plain K loop of <see cref="TileDot"/>, for launches without shared memory.</summary>
+    private static float DirectDot(GemmShape s, ArrayView<float> a, ArrayView<float> b, int i, int j)
+    {
+        if (i >= s.M || j >= s.N)
+            return 0f;
+        int lda = s.Lda;
+        int ldb = s.Ldb;
+        float acc = 0f;
+        for (int p = 0; p < s.K; p++)
+        {
+            float av = s.TransposeA != 0 ? a[(long)p * lda + i] : a[(long)i * lda + p];
+            float bv = s.TransposeB != 0 ? b[(long)j * ldb + p] : b[(long)p * ldb + j];
+            acc += av * bv;
         }
         return acc;
     }
@@ -122,11 +144,11 @@ public sealed partial class DeviceKernels
     private void LoadGemm() =>
         gemm = Accelerator.LoadStreamKernel<GemmShape, float, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernel);
 
-    /// <summary>Launch configuration covering an [M, N] output with Tile×Tile groups.</summary>
+    /// <summary>Launch configuration covering an [M, N] output with Tile×Tile groups (shared-memory tiles only where <see cref="SharedTiles"/>).</summary>
     internal KernelConfig TileConfig(int m, int n) =>
         new(new Index2D(DivUp(Math.Max(n, 1), Tile), DivUp(Math.Max(m, 1), Tile)),
             new Index2D(Tile, Tile),
-            SharedMemoryConfig.RequestDynamic<float>(2 * Tile * Tile));
+            SharedTiles ? SharedMemoryConfig.RequestDynamic<float>(2 * Tile * Tile) : SharedMemoryConfig.Empty);
 
     private static void RequireShape(GemmShape s)
     {

@@ -5,21 +5,22 @@ using ILGPU.Runtime;
 namespace GpuRnn.Kernels;
 
 /// <summary>
-/// Scalars of one optimizer update; the host computes everything that depends only on the step
-/// number (Adam's bias corrections) in double and passes it here, as torch.optim does in Python.
+/// Scalars of one optimizer update. The host computes them in double and rounds each to float once,
+/// as torch.optim does with its Python-float hyper-parameters: <c>1 − β</c> is formed in double
+/// before the cast (1 − 0.999f would be off by 5e-5 relative).
 /// </summary>
 /// <param name="Lr">Learning rate.</param>
 /// <param name="Momentum">SGD momentum (0 = plain SGD).</param>
-/// <param name="Alpha">RMSprop smoothing constant.</param>
-/// <param name="Beta1">Adam β1.</param>
-/// <param name="Beta2">Adam β2.</param>
+/// <param name="OneMinusBeta1">Adam: 1 − β1, the lerp weight of the first moment.</param>
+/// <param name="Beta2">Adam β2, or RMSprop α: decay of the second moment.</param>
+/// <param name="OneMinusBeta2">1 − β2 (or 1 − α), the weight of g².</param>
 /// <param name="Eps">Denominator ε (Adam, RMSprop, Adagrad).</param>
 /// <param name="StepSize">Adam: lr / (1 − β1^step).</param>
 /// <param name="Bc2Sqrt">Adam: √(1 − β2^step).</param>
 /// <param name="MaxNorm">Clip by global L2 norm to this value; 0 = off. The squared norm is read from the device.</param>
 /// <param name="ClipValue">Clamp each gradient to [−ClipValue, ClipValue]; 0 = off.</param>
 public readonly record struct OptimizerArgs(
-    float Lr, float Momentum, float Alpha, float Beta1, float Beta2, float Eps,
+    float Lr, float Momentum, float OneMinusBeta1, float Beta2, float OneMinusBeta2, float Eps,
     float StepSize, float Bc2Sqrt, float MaxNorm, float ClipValue);
 
 public sealed partial class DeviceKernels
@@ -67,7 +68,7 @@ public sealed partial class DeviceKernels
     private static void RmsPropKernel(Index1D i, OptimizerArgs o, ArrayView<float> p, ArrayView<float> grad, ArrayView<float> squareAvg, ArrayView<float> scalars, int normSlot)
     {
         float g = ClippedGradient(grad[i], o, scalars, normSlot);
-        float a = squareAvg[i] * o.Alpha + (1f - o.Alpha) * g * g;
+        float a = squareAvg[i] * o.Beta2 + o.OneMinusBeta2 * g * g;
         squareAvg[i] = a;
         p[i] = p[i] - o.Lr * (g / (XMath.Sqrt(a) + o.Eps));
     }
@@ -79,8 +80,8 @@ public sealed partial class DeviceKernels
     private static void AdamKernel(Index1D i, OptimizerArgs o, ArrayView<float> p, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, ArrayView<float> scalars, int normSlot)
     {
         float g = ClippedGradient(grad[i], o, scalars, normSlot);
-        float mi = m[i] + (1f - o.Beta1) * (g - m[i]);
-        float vi = v[i] * o.Beta2 + (1f - o.Beta2) * g * g;
+        float mi = m[i] + o.OneMinusBeta1 * (g - m[i]);
+        float vi = v[i] * o.Beta2 + o.OneMinusBeta2 * g * g;
         m[i] = mi;
         v[i] = vi;
         float denom = XMath.Sqrt(vi) / o.Bc2Sqrt + o.Eps;

@@ -42,12 +42,12 @@ public sealed class GpuDevice : IDisposable
 {
     private readonly Context context;
 
-    private GpuDevice(Context context, Accelerator accelerator, DeviceInfo info)
+    private GpuDevice(Context context, Accelerator accelerator, DeviceInfo info, bool? sharedTiles)
     {
         this.context = context;
         Accelerator = accelerator;
         Info = info;
-        Kernels = new DeviceKernels(accelerator);
+        Kernels = new DeviceKernels(accelerator, sharedTiles);
     }
 
     /// <summary>What was opened (always report it to the user).</summary>
@@ -70,8 +70,10 @@ public sealed class GpuDevice : IDisposable
     /// Opens a device by spec: <c>auto</c> (CUDA, then an OpenCL GPU, then the CPU accelerator),
     /// <c>cuda</c>, <c>opencl</c> or <c>cpu</c>, each with an optional <c>:index</c>.
     /// </summary>
+    /// <param name="spec">Which device.</param>
+    /// <param name="sharedTiles">Force shared-memory GEMM tiles on or off (null: the accelerator's default; see <see cref="DeviceKernels"/>).</param>
     /// <exception cref="GpuRnnException">The spec is malformed or names a device that is not present.</exception>
-    public static GpuDevice Open(string spec = "auto")
+    public static GpuDevice Open(string spec = "auto", bool? sharedTiles = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var (kind, index) = ParseSpec(spec);
@@ -90,7 +92,7 @@ public sealed class GpuDevice : IDisposable
             var accelerator = pick.Value.Device.CreateAccelerator(context);
             try
             {
-                return new GpuDevice(context, accelerator, pick.Value.Info);
+                return new GpuDevice(context, accelerator, pick.Value.Info, sharedTiles);
             }
             catch
             {

@@ -1,3 +1,5 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn;
 
 /// <summary>The optimizers GpuRnn implements, each exactly as its <c>torch.optim</c> namesake with default hyper-parameters.</summary>
@@ -21,8 +23,28 @@ public enum OptimizerKind
 /// <param name="ClipValue">Clamp each gradient element to ±ClipValue (<c>clip_grad_value_</c>); 0 = off. Applied after norm clipping when both are on.</param>
 public sealed record OptimizerSettings(OptimizerKind Kind, float LearningRate, float Momentum = 0f, float ClipNorm = 0f, float ClipValue = 0f)
 {
-    /// <summary>Adam's β1, β2 and ε; RMSprop's α and ε; Adagrad's ε (torch defaults).</summary>
-    internal const float Beta1 = 0.9f, Beta2 = 0.999f, AdamEps = 1e-8f, RmsAlpha = 0.99f, RmsEps = 1e-8f, AdagradEps = 1e-10f;
+    /// <summary>Adam's β1, β2 and ε; RMSprop's α and ε; Adagrad's ε (torch defaults, as Python floats).</summary>
+    private const double Beta1 = 0.9, Beta2 = 0.999, AdamEps = 1e-8, RmsAlpha = 0.99, RmsEps = 1e-8, AdagradEps = 1e-10;
+
+    /// <summary>
+    /// The kernel scalars of update number <paramref name="step"/> (counting from 1): step-dependent
+    /// terms such as Adam's bias corrections are formed in double, each scalar rounded to float once.
+    /// </summary>
+    public OptimizerArgs ArgsForStep(long step)
+    {
+        if (step < 1)
+            throw new ArgumentOutOfRangeException(nameof(step), step, "optimizer steps count from 1");
+        float lr = LearningRate, norm = ClipNorm, value = ClipValue;
+        return Kind switch
+        {
+            OptimizerKind.Sgd => new OptimizerArgs(lr, Momentum, 0f, 0f, 0f, 0f, 0f, 1f, norm, value),
+            OptimizerKind.Adagrad => new OptimizerArgs(lr, 0f, 0f, 0f, 0f, (float)AdagradEps, 0f, 1f, norm, value),
+            OptimizerKind.RmsProp => new OptimizerArgs(lr, 0f, 0f, (float)RmsAlpha, (float)(1 - RmsAlpha), (float)RmsEps, 0f, 1f, norm, value),
+            OptimizerKind.Adam => new OptimizerArgs(lr, 0f, (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2), (float)AdamEps,
+                (float)(lr / (1 - Math.Pow(Beta1, step))), (float)Math.Sqrt(1 - Math.Pow(Beta2, step)), norm, value),
+            _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "unknown optimizer"),
+        };
+    }
 
     /// <summary>Number of optimizer state buffers, each as large as the parameters.</summary>
     internal int SlotCount => Kind switch

@@ -176,17 +176,7 @@ public sealed class Trainer : IDisposable
         if (o.ClipNorm > 0f)
             k.ReduceSum(g.Length, true, g, a.Scalars.View, Activations.NormSlot);
         StepCount++;
-        double bc1 = 1 - Math.Pow(OptimizerSettings.Beta1, StepCount);
-        double bc2 = 1 - Math.Pow(OptimizerSettings.Beta2, StepCount);
-        var args = o.Kind switch
-        {
-            OptimizerKind.Sgd => new OptimizerArgs(o.LearningRate, o.Momentum, 0f, 0f, 0f, 0f, 0f, 1f, o.ClipNorm, o.ClipValue),
-            OptimizerKind.Adagrad => new OptimizerArgs(o.LearningRate, 0f, 0f, 0f, 0f, OptimizerSettings.AdagradEps, 0f, 1f, o.ClipNorm, o.ClipValue),
-            OptimizerKind.RmsProp => new OptimizerArgs(o.LearningRate, 0f, OptimizerSettings.RmsAlpha, 0f, 0f, OptimizerSettings.RmsEps, 0f, 1f, o.ClipNorm, o.ClipValue),
-            OptimizerKind.Adam => new OptimizerArgs(o.LearningRate, 0f, 0f, OptimizerSettings.Beta1, OptimizerSettings.Beta2, OptimizerSettings.AdamEps,
-                (float)(o.LearningRate / bc1), (float)Math.Sqrt(bc2), o.ClipNorm, o.ClipValue),
-            _ => throw new ArgumentOutOfRangeException(nameof(Optimizer), o.Kind, "unknown optimizer"),
-        };
+        var args = o.ArgsForStep(StepCount);
         switch (o.Kind)
         {
             case OptimizerKind.Sgd:

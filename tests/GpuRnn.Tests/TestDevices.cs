@@ -24,6 +24,15 @@ public sealed class TestDevices
         }
     }
 
+    /// <summary>
+    /// Specs for the GEMM-shaped kernel fixtures: as <see cref="Specs"/>, plus the CPU accelerator
+    /// with the GPU's shared-memory tiling forced on, so that path is checked without a GPU.
+    /// </summary>
+    public static IEnumerable<string> TiledSpecs() => Specs().Prepend(CpuTiled);
+
+    /// <summary>The CPU accelerator with shared-memory tiles (4×4).</summary>
+    public const string CpuTiled = "cpu+tiles";
+
     /// <summary>The shared device of a spec.</summary>
     public static GpuDevice Get(string spec)
     {
@@ -31,7 +40,7 @@ public sealed class TestDevices
         {
             if (!Open.TryGetValue(spec, out var device))
             {
-                device = GpuDevice.Open(spec);
+                device = spec == CpuTiled ? GpuDevice.Open("cpu", sharedTiles: true) : GpuDevice.Open(spec);
                 Open[spec] = device;
             }
             return device;

@@ -4,7 +4,7 @@ using NUnit.Framework;
 
 namespace GpuRnn.Tests.Kernels;
 
-[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.TiledSpecs))]
 public sealed class GemmTests(string spec) : DeviceFixture(spec)
 {
     /// <summary>Awkward shapes: 1, 3, 17, 33, 65 (none a tile multiple), non-square, M &lt; K, K &gt; tile count.</summary>

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using GpuRnn;
+
+// Trains the language model on random token ids and reports time per step and throughput.
+// Usage: gpurnn-perf [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
+//                    [--warmup W] [--optimizer sgd|adagrad|rmsprop|adam] [--device SPEC] [--json]
+var options = new Dictionary<string, string>
+{
+    ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
+    ["--steps"] = "20", ["--warmup"] = "3", ["--optimizer"] = "adam", ["--device"] = "auto",
+};
+bool json = false;
+for (int i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--json")
+        json = true;
+    else if (options.ContainsKey(args[i]) && i + 1 < args.Length)
+        options[args[i]] = args[++i];
+    else
+    {
+        Console.Error.WriteLine($"gpurnn-perf: unknown or incomplete option '{args[i]}'; options: {string.Join(" ", options.Keys)} --json");
+        return 2;
+    }
+}
+
+try
+{
+    int Int(string name) => int.TryParse(options[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0
+        ? v : throw new GpuRnnException($"{name} must be a positive integer (got '{options[name]}')");
+    int hidden = Int("--hidden"), layers = Int("--layers"), vocab = Int("--vocab"), batch = Int("--batch");
+    int seqLen = Int("--seq-len"), steps = Int("--steps"), warmup = Int("--warmup");
+    var kind = options["--optimizer"] switch
+    {
+        "sgd" => OptimizerKind.Sgd,
+        "adagrad" => OptimizerKind.Adagrad,
+        "rmsprop" => OptimizerKind.RmsProp,
+        "adam" => OptimizerKind.Adam,
+        var o => throw new GpuRnnException($"--optimizer {o}: use sgd, adagrad, rmsprop or adam"),
+    };
+
+    using var device = GpuDevice.Open(options["--device"]);
+    using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers), seed: 1);
+    using var trainer = new Trainer(model, new OptimizerSettings(kind, kind == OptimizerKind.Sgd ? 0.1f : 1e-3f, ClipNorm: 5f));
+    var rng = new Random(1);
+    var ids = new int[batch * (seqLen * (warmup + steps) + 1)];
+    for (int i = 0; i < ids.Length; i++)
+        ids[i] = rng.Next(vocab);
+    var batcher = new StreamBatcher(ids, batch, seqLen);
+
+    for (int i = 0; i < warmup; i++)
+        trainer.Step(batcher.Next(), readLoss: false);
+    device.Accelerator.Synchronize();
+
+    var k = device.Kernels;
+    long launches = k.Launches, toDevice = k.BytesToDevice, toHost = k.BytesToHost;
+    long managed = GC.GetAllocatedBytesForCurrentThread();
+    var times = new double[steps];
+    float loss = float.NaN;
+    for (int i = 0; i < steps; i++)
+    {
+        long start = Stopwatch.GetTimestamp();
+        bool last = i == steps - 1;
+        var result = trainer.Step(batcher.Next(), readLoss: last);
+        device.Accelerator.Synchronize();
+        times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        if (last)
+            loss = result!.Value;
+    }
+    managed = GC.GetAllocatedBytesForCurrentThread() - managed;
+    Array.Sort(times);
+    double median = times[steps / 2], min = times[0];
+    var report = new
+    {
+        device = device.Info.Name,
+        kind = device.Info.Spec,
+        hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
+        medianMsPerStep = median,
+        minMsPerStep = min,
+        tokensPerSecond = batch * seqLen / (median / 1000.0),
+        launchesPerStep = (double)(k.Launches - launches) / steps,
+        bytesToDevicePerStep = (double)(k.BytesToDevice - toDevice) / steps,
+        bytesToHostPerStep = (double)(k.BytesToHost - toHost) / steps,
+        managedBytesPerStep = (double)managed / steps,
+        deviceMemoryBytes = device.Accelerator.MemorySize,
+        lastLoss = loss,
+    };
+    if (json)
+    {
+        Console.WriteLine(JsonSerializer.Serialize(report));
+    }
+    else
+    {
+        Console.WriteLine($"device {report.kind} {report.device}: H={hidden} L={layers} V={vocab} B={batch} T={seqLen} {report.optimizer}");
+        Console.WriteLine($"  {median:F2} ms/step median, {min:F2} min; {report.tokensPerSecond:F0} tokens/s");
+        Console.WriteLine($"  {report.launchesPerStep:F1} launches/step; {report.bytesToDevicePerStep:F0} B to device, {report.bytesToHostPerStep:F0} B to host, {report.managedBytesPerStep:F0} managed B per step");
+    }
+    return 0;
+}
+catch (GpuRnnException e)
+{
+    Console.Error.WriteLine("gpurnn-perf: " + e.Message);
+    return 1;
+}

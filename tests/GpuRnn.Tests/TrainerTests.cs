@@ -1,0 +1,164 @@
+using GpuRnn.Tests.Reference;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+public sealed class TrainerTests(string spec) : DeviceFixture(spec)
+{
+    private const int B = 3, T = 7;
+
+    /// <summary>
+    /// Whole-step tolerance, |engine − reference| ≤ Atol·max|ref tensor| + Rtol·|ref|. Every gradient
+    /// is a chain of float32 sums over at most s·B = 21 positions, H ≤ 32 hidden units and V ≤ 40 logits,
+    /// each step of BPTT multiplying in another rounded Jacobian; 1e-4 relative to the tensor's largest
+    /// entry is ~170 float32 ulps of slack for that depth, while a wrong index or a missing term moves
+    /// gradients by O(1) relative. (Measured worst: see the test output.)
+    /// </summary>
+    private const double Rtol = 1e-5, Atol = 1e-5;
+
+    /// <summary>Token ids of a small stream: 17 per stream for B = 3, so windows of 7, 7 and a short 2.</summary>
+    private static int[] Stream(int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, B * 17 + 1).Select(_ => rng.Next(vocab)).ToArray();
+    }
+
+    private RefModel Snapshot(RnnModel model)
+    {
+        var c = model.Config;
+        return RefModel.FromFloats(c.Vocab, c.Hidden, c.Layers, model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name)));
+    }
+
+    [TestCase(1, 17, 11)]
+    [TestCase(2, 32, 40)]
+    [TestCase(2, 5, 23)]
+    public void EveryWindowMatchesTheReference(int layers, int hidden, int vocab)
+    {
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 11);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+        var ids = Stream(vocab, 3);
+        var batcher = new StreamBatcher(ids, B, T);
+        var reference = Snapshot(model);
+        var windows = RefStream.Windows(ids, B, T);
+        Assert.That(windows.Select(w => w.Inputs.GetLength(1)), Is.EqualTo(new[] { 7, 7, 2 }), "the last window is short");
+
+        double[][]? h0 = null;
+        double worst = 0;
+        foreach (var (inputs, targets) in windows)
+        {
+            var window = batcher.Next();
+            trainer.ComputeGradients(window);
+            var expected = RefRnn.ForwardBackward(reference, inputs, targets, h0);
+            h0 = expected.HFinal;
+
+            Assert.That(trainer.ReadLoss(), Is.EqualTo(expected.Loss).Within(1e-5 * expected.Loss), "loss");
+            foreach (var t in model.Layout.Tensors)
+            {
+                var refGrad = expected.Grads[t.Name];
+                double scale = refGrad.Max(Math.Abs);
+                var actual = trainer.GetGradient(t.Name);
+                for (int i = 0; i < actual.Length; i++)
+                    worst = Math.Max(worst, Math.Abs(actual[i] - refGrad[i]) / Math.Max(scale, 1e-30));
+                AssertClose(actual, refGrad, i => Atol * scale + Rtol * Math.Abs(refGrad[i]), $"{t.Name} (s={window.Steps})");
+            }
+            for (int layer = 0; layer < layers; layer++)
+                AssertClose(trainer.GetState(layer)!, expected.HFinal[layer], _ => 1e-5 + TestDevices.TanhTolerance(Device), $"carried state of layer {layer}");
+        }
+        TestContext.Out.WriteLine($"largest gradient error relative to the tensor's largest entry: {worst:E2}");
+    }
+
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0f, 0f)]
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0.9f, 1f)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0f)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0.5f)]
+    public void TenStepsStayWithTheReference(OptimizerKind kind, float lr, float momentum, float clipNorm)
+    {
+        const int vocab = 13, hidden = 9, layers = 2;
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 5);
+        using var trainer = new Trainer(model, new OptimizerSettings(kind, lr, momentum, clipNorm));
+        var ids = Stream(vocab, 8);
+        var batcher = new StreamBatcher(ids, B, T);
+        var reference = Snapshot(model);
+        var refOpt = new RefOptimizer((RefOptimizerKind)(int)kind, lr, momentum);
+        var windows = RefStream.Windows(ids, B, T);
+
+        double[][]? h0 = null;
+        for (int step = 0; step < 10; step++)
+        {
+            var window = batcher.Next();
+            var (inputs, targets) = windows[step % windows.Count];
+            if (step % windows.Count == 0)
+                h0 = null; // a new epoch starts from a zero state
+            trainer.Step(window, readLoss: false);
+            var r = RefRnn.ForwardBackward(reference, inputs, targets, h0);
+            h0 = r.HFinal;
+            if (clipNorm > 0)
+                RefClip.ClipGradNorm(r.Grads, clipNorm);
+            refOpt.Step(reference, r.Grads);
+        }
+        // Ten updates compound the per-step gradient error; lr·10 steps·1e-4 of a gradient is far
+        // below 1e-4 absolute, and a wrong update rule drifts by more than lr per step.
+        foreach (var t in model.Layout.Tensors)
+            AssertClose(model.GetTensor(t.Name), reference.Params[t.Name], _ => 1e-4 + TestDevices.TanhTolerance(Device), $"{kind} weights of {t.Name}");
+    }
+
+    [Test]
+    public void SameSeedGivesBitIdenticalWeights()
+    {
+        float[] Run()
+        {
+            using var model = new RnnModel(Device, new ModelConfig(17, 8, 2), seed: 42);
+            using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+            var batcher = new StreamBatcher(Stream(17, 1), B, T);
+            for (int i = 0; i < 5; i++)
+                trainer.Step(batcher.Next(), readLoss: false);
+            return model.Layout.Tensors.SelectMany(t => model.GetTensor(t.Name)).ToArray();
+        }
+        var first = Run();
+        var second = Run();
+        Assert.That(second, Is.EqualTo(first).AsCollection); // exact, not within a tolerance
+    }
+
+    [Test]
+    public void SteadyStepStaysInTheLaunchAndCopyBudget()
+    {
+        const int vocab = 11, hidden = 6;
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, 1), seed: 1);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+        var batcher = new StreamBatcher(Enumerable.Range(0, 400).Select(i => i % vocab).ToArray(), B, T);
+        trainer.Step(batcher.Next()); // the first step allocates the activations
+        var k = Device.Kernels;
+        long launches = k.Launches, toDevice = k.BytesToDevice, toHost = k.BytesToHost;
+        var window = batcher.Next();
+        trainer.Step(window, readLoss: false);
+        long stepLaunches = k.Launches - launches;
+        Assert.That(stepLaunches, Is.LessThanOrEqualTo(2 * T * 1 + 16), "DESIGN.md §3 budget");
+        Assert.That(stepLaunches, Is.EqualTo(2 * T + 13), "the planned launches: 2 per time step, 13 fixed");
+        int p = B * T;
+        Assert.That(k.BytesToDevice - toDevice, Is.EqualTo(4L * (p + p + (vocab + 1) + p)), "ids, targets and the scatter lists only");
+        Assert.That(k.BytesToHost - toHost, Is.Zero, "nothing comes back unless the loss is read");
+        trainer.Step(batcher.Next(), readLoss: true);
+        Assert.That(k.BytesToHost - toHost, Is.EqualTo(4), "the loss scalar");
+    }
+
+    [Test]
+    public void LossFallsBelowTheUnigramEntropyOnShakespeare()
+    {
+        string text = DefaultCorpus.Text[..200_000];
+        var vocab = Vocabulary.FromText(text);
+        var ids = vocab.Encode(text);
+        // The entropy of the character frequencies: what a model that ignores context can reach.
+        double unigram = ids.GroupBy(i => i).Sum(g => { double q = (double)g.Count() / ids.Length; return -q * Math.Log(q); });
+        using var model = new RnnModel(Device, new ModelConfig(vocab.Count, 32, 1), seed: 3);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 5f));
+        var batcher = new StreamBatcher(ids, 16, 16);
+        var losses = new List<float>();
+        for (int i = 0; i < 250; i++)
+            losses.Add(trainer.Step(batcher.Next())!.Value);
+        double first = losses[0], last = losses.TakeLast(20).Average();
+        TestContext.Out.WriteLine($"ln V = {Math.Log(vocab.Count):F3}, unigram entropy = {unigram:F3}, first loss = {first:F3}, mean of the last 20 = {last:F3}");
+        Assert.That(first, Is.EqualTo(Math.Log(vocab.Count)).Within(0.1), "an untrained model is near uniform");
+        Assert.That(last, Is.LessThan(unigram - 0.3), "it uses context, not only character frequencies");
+    }
+}
