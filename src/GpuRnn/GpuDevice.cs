@@ -25,7 +25,7 @@ public sealed record DeviceInfo(DeviceKind Kind, int Index, string Name, long Me
     /// <inheritdoc/>
     public override string ToString() => $"{Spec} {Name} ({MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB)";
 
-    internal static string KindName(DeviceKind kind) => kind switch
+    public static string KindName(DeviceKind kind) => kind switch
     {
         DeviceKind.Cuda => "cuda",
         DeviceKind.OpenCL => "opencl",

@@ -1,0 +1,214 @@
+using GpuRnn.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuRnn;
+
+/// <summary>How to pick each next token when generating.</summary>
+/// <param name="Temperature">Logits are divided by it before the softmax; ≤ 0 means greedy (always the most likely token).</param>
+/// <param name="TopK">Sample only among the K most likely tokens; 0 = all.</param>
+/// <param name="TopP">Nucleus sampling: only the most likely tokens whose probabilities add up to P; 1 = all.</param>
+/// <param name="Seed">Seed of the host PRNG: the same seed gives the same text.</param>
+public sealed record SamplingOptions(float Temperature = 1f, int TopK = 0, float TopP = 1f, int Seed = 0)
+{
+    /// <summary>Checks the values; a bad one is named as its command-line flag.</summary>
+    /// <exception cref="GpuRnnException">A value is out of range.</exception>
+    public void Validate()
+    {
+        if (float.IsNaN(Temperature) || float.IsInfinity(Temperature))
+            throw new GpuRnnException($"--temperature must be a finite number (got {Temperature}); 0 or less means greedy");
+        if (TopK < 0)
+            throw new GpuRnnException($"--top-k must be 0 (off) or positive (got {TopK})");
+        if (!(TopP > 0f && TopP <= 1f))
+            throw new GpuRnnException($"--top-p must be in (0, 1] (got {TopP})");
+    }
+}
+
+/// <summary>
+/// One-to-many use of a trained model: feeds each sampled token back as the next input. Runs the
+/// same kernels as training, one time step at a time for one sequence, and samples on the host from
+/// the downloaded logits. Owns a small device workspace.
+/// </summary>
+public sealed class Generator : IDisposable
+{
+    private readonly RnnModel model;
+    private readonly DeviceKernels k;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> id;       // [1]
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> x;      // [1, H] input term of the current layer
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> states; // [L, 2, H]: current and next h of each layer
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> logits; // [1, V]
+    private readonly int[] current;                                 // per layer: which of its 2 slots holds h
+    private readonly float[] hostLogits;                            // [V]
+
+    /// <summary>A generator for <paramref name="model"/>.</summary>
+    public Generator(RnnModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        this.model = model;
+        k = model.Device.Kernels;
+        var c = model.Config;
+        var accelerator = model.Device.Accelerator;
+        id = accelerator.Allocate1D<int>(1);
+        x = accelerator.Allocate1D<float>(c.Hidden);
+        states = accelerator.Allocate1D<float>(2L * c.Layers * c.Hidden);
+        logits = accelerator.Allocate1D<float>(c.Vocab);
+        current = new int[c.Layers];
+        hostLogits = new float[c.Vocab];
+    }
+
+    /// <summary>
+    /// Continues <paramref name="prime"/> by up to <paramref name="length"/> sampled tokens, stopping
+    /// early at <c>&lt;eos&gt;</c>. With an empty prime the model starts from a newline (or
+    /// <c>&lt;bos&gt;</c> when the vocabulary has no newline). Returns the generated text only.
+    /// </summary>
+    public string Sample(Vocabulary vocab, string prime, int length, SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(vocab);
+        ArgumentNullException.ThrowIfNull(prime);
+        if (vocab.Count != model.Config.Vocab)
+            throw new GpuRnnException($"the vocabulary has {vocab.Count} tokens but the model has V = {model.Config.Vocab}");
+        int[] primeIds = prime.Length > 0 ? vocab.Encode(prime) : [StartId(vocab)];
+        var ids = SampleIds(primeIds, length, options, vocab.EndId, Excluded(vocab));
+        return vocab.Decode(ids);
+    }
+
+    /// <summary>
+    /// Token-level sampling: runs <paramref name="prime"/> through the model from a zero state, then
+    /// samples up to <paramref name="length"/> tokens (never one of <paramref name="excluded"/>),
+    /// stopping before <paramref name="endId"/>.
+    /// </summary>
+    public List<int> SampleIds(ReadOnlySpan<int> prime, int length, SamplingOptions options, int endId = -1, IReadOnlyCollection<int>? excluded = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (prime.IsEmpty)
+            throw new ArgumentException("sampling needs at least one prime token", nameof(prime));
+        if (length < 0)
+            throw new GpuRnnException($"--length must be 0 or more (got {length})");
+        var rng = new Random(options.Seed);
+        Reset();
+        foreach (int t in prime)
+            Advance(t);
+        var output = new List<int>(length);
+        var probs = new double[model.Config.Vocab];
+        for (int n = 0; n < length; n++)
+        {
+            k.Download(logits.View, hostLogits);
+            int next = Pick(hostLogits, probs, options, excluded, rng);
+            if (next == endId)
+                break;
+            output.Add(next);
+            Advance(next);
+        }
+        return output;
+    }
+
+    private static int StartId(Vocabulary vocab)
+    {
+        int newline = vocab.IdOf("\n");
+        int bos = vocab.IdOf(Vocabulary.Bos);
+        return newline >= 0 ? newline : bos >= 0 ? bos : 0;
+    }
+
+    /// <summary>Tokens never sampled: padding and begin-of-sequence are inputs, never predictions.</summary>
+    private static int[] Excluded(Vocabulary vocab) =>
+        new[] { vocab.IdOf(Vocabulary.Pad), vocab.IdOf(Vocabulary.Bos) }.Where(i => i >= 0).ToArray();
+
+    private void Reset()
+    {
+        k.Clear(states.View);
+        Array.Clear(current);
+    }
+
+    /// <summary>One time step for input <paramref name="token"/>: every layer's h advances and the logits are refreshed.</summary>
+    private void Advance(int token)
+    {
+        var c = model.Config;
+        int h = c.Hidden;
+        if (token < 0 || token >= c.Vocab)
+            throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.Vocab}");
+        Span<int> one = [token];
+        k.Upload<int>(one, id.View);
+        ArrayView<float> below = default;
+        for (int layer = 0; layer < c.Layers; layer++)
+        {
+            var bIh = model.View($"rnn.bias_ih_l{layer}");
+            var bHh = model.View($"rnn.bias_hh_l{layer}");
+            if (layer == 0)
+                k.EmbeddingForward(1, h, c.Vocab, id.View, model.View("rnn.weight_ih_l0"), bIh, bHh, x.View);
+            else
+                k.GemmBias(new GemmShape(1, h, h, false, true), below, model.View($"rnn.weight_ih_l{layer}"), x.View, bIh, bHh);
+            var hNow = State(layer, current[layer]);
+            var hNext = State(layer, 1 - current[layer]);
+            k.RecurrentForward(1, h, hNow, model.View($"rnn.weight_hh_l{layer}"), x.View, hNext);
+            current[layer] = 1 - current[layer];
+            below = hNext;
+        }
+        k.GemmBias(new GemmShape(1, c.Vocab, h, false, true), below, model.View("decoder.weight"), logits.View, model.View("decoder.bias"));
+    }
+
+    private ArrayView<float> State(int layer, int slot) =>
+        states.View.SubView(((long)layer * 2 + slot) * model.Config.Hidden, model.Config.Hidden);
+
+    /// <summary>Temperature, then top-k, then top-p, then one draw; greedy when the temperature is ≤ 0.</summary>
+    internal static int Pick(ReadOnlySpan<float> logits, double[] probs, SamplingOptions o, IReadOnlyCollection<int>? excluded, Random rng)
+    {
+        int v = logits.Length;
+        bool Allowed(int i) => excluded is null || !excluded.Contains(i);
+        if (o.Temperature <= 0f)
+        {
+            int best = -1;
+            for (int i = 0; i < v; i++)
+            {
+                if (Allowed(i) && (best < 0 || logits[i] > logits[best]))
+                    best = i;
+            }
+            return best;
+        }
+        // Softmax of logits / T, max subtracted for stability; excluded tokens get probability 0.
+        double max = double.NegativeInfinity;
+        for (int i = 0; i < v; i++)
+        {
+            if (Allowed(i))
+                max = Math.Max(max, logits[i] / (double)o.Temperature);
+        }
+        for (int i = 0; i < v; i++)
+            probs[i] = Allowed(i) ? Math.Exp(logits[i] / (double)o.Temperature - max) : 0;
+        if ((o.TopK > 0 && o.TopK < v) || o.TopP < 1f)
+        {
+            int[] order = Enumerable.Range(0, v).OrderByDescending(i => probs[i]).ThenBy(i => i).ToArray();
+            double total = probs.Sum();
+            double cumulative = 0;
+            for (int rank = 0; rank < v; rank++)
+            {
+                int i = order[rank];
+                bool keep = (o.TopK == 0 || rank < o.TopK) && cumulative < o.TopP * total;
+                cumulative += probs[i];
+                if (!keep)
+                    probs[i] = 0;
+            }
+        }
+        double sum = probs.Sum();
+        double r = rng.NextDouble() * sum;
+        int last = -1;
+        for (int i = 0; i < v; i++)
+        {
+            if (probs[i] <= 0)
+                continue;
+            last = i;
+            r -= probs[i];
+            if (r < 0)
+                return i;
+        }
+        return last; // rounding left r ≥ 0 after the last candidate
+    }
+
+    /// <summary>Releases the workspace (reverse order of creation).</summary>
+    public void Dispose()
+    {
+        logits.Dispose();
+        states.Dispose();
+        x.Dispose();
+        id.Dispose();
+    }
+}
