@@ -21,7 +21,6 @@ the ratio is printed to stderr as well.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -55,22 +54,39 @@ def parse_args(argv=None):
     return a
 
 
+def has_attr(obj, name):
+    """hasattr that also survives torch's backend modules, which raise AssertionError for unknown names."""
+    try:
+        getattr(obj, name)
+        return True
+    except Exception:
+        return False
+
+
 def set_tf32(torch, on):
-    """Set TF32 for both matmul (cuBLAS) and cuDNN, on every torch version we may meet."""
+    """Set TF32 for matmuls (cuBLAS) and cuDNN (convolutions and RNNs) and report what is in effect.
+
+    torch >= 2.9 has the per-backend `fp32_precision` API and raises if it is mixed with the legacy
+    `allow_tf32` flags, so use the new API alone where it exists and the legacy flags otherwise."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.backends.cuda.matmul.allow_tf32 = on
-        torch.backends.cudnn.allow_tf32 = on
-        torch.set_float32_matmul_precision("high" if on else "highest")
-    effective = {"matmulAllowTf32": None, "cudnnAllowTf32": None}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            effective["matmulAllowTf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
-            effective["cudnnAllowTf32"] = bool(torch.backends.cudnn.allow_tf32)
-        except Exception:  # newer torch may only expose fp32_precision
-            pass
-    return effective
+        if has_attr(matmul, "fp32_precision") and has_attr(cudnn, "fp32_precision"):
+            value = "tf32" if on else "ieee"
+            targets = [matmul, cudnn] + [getattr(cudnn, sub) for sub in ("conv", "rnn") if has_attr(cudnn, sub)]
+            if has_attr(torch.backends, "fp32_precision"):
+                torch.backends.fp32_precision = value
+            for t in targets:
+                t.fp32_precision = value
+            eff = {"tf32Api": "fp32_precision", "matmulFp32Precision": matmul.fp32_precision,
+                   "cudnnFp32Precision": cudnn.fp32_precision}
+            if has_attr(cudnn, "rnn"):
+                eff["cudnnRnnFp32Precision"] = cudnn.rnn.fp32_precision
+            return eff
+        matmul.allow_tf32 = on
+        cudnn.allow_tf32 = on
+        return {"tf32Api": "allow_tf32", "matmulAllowTf32": bool(matmul.allow_tf32),
+                "cudnnAllowTf32": bool(cudnn.allow_tf32)}
 
 
 def cudnn_rnn_algo(torch, hidden, layers, batch, dtype_is_half=False):
@@ -120,21 +136,38 @@ def cudnn_rnn_algo(torch, hidden, layers, batch, dtype_is_half=False):
 
 
 def profile_rnn_kernels(torch, step_fn):
-    """Names of the GPU kernels of one training step that look like cuDNN RNN kernels."""
+    """GPU kernels of one profiled training step: those that look like cuDNN RNN kernels, and the
+    ten that took the most device time (name, count, microseconds)."""
     try:
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             step_fn(False)
             torch.cuda.synchronize()
-        names = set()
-        for e in prof.key_averages():
-            n = e.key
-            low = n.lower()
-            if "rnn" in low or "persist" in low or "elemwise" in low and "rnn" in low:
-                names.add(n[:160])
-        return sorted(names)
+        events = list(prof.key_averages())
+
+        def dev_us(e):
+            for attr in ("device_time_total", "cuda_time_total", "self_device_time_total", "self_cuda_time_total"):
+                v = getattr(e, attr, None)
+                if v:
+                    return float(v)
+            return 0.0
+
+        rnn = sorted({e.key[:160] for e in events if "rnn" in e.key.lower() or "persist" in e.key.lower()})
+        top = sorted(events, key=dev_us, reverse=True)[:10]
+        return rnn, [{"name": e.key[:160], "count": e.count, "us": round(dev_us(e), 1)} for e in top]
     except Exception as e:  # profiling is a bonus, never a failure
-        return [f"profiling failed: {type(e).__name__}: {e}"[:300]]
+        return [f"profiling failed: {type(e).__name__}: {e}"[:300]], []
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} logical CPUs)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def read_ours(path):
@@ -162,7 +195,7 @@ def main(argv=None):
     if a.device == "cpu" and a.threads > 0:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
-    tf32 = set_tf32(torch, a.tf32 == "on") if a.device == "cuda" else {"matmulAllowTf32": False, "cudnnAllowTf32": False}
+    tf32 = set_tf32(torch, a.tf32 == "on") if a.device == "cuda" else {"tf32Api": None}
 
     torch.manual_seed(1)
     H, L, V, B, T = a.hidden, a.layers, a.vocab, a.batch, a.seq_len
@@ -229,7 +262,7 @@ def main(argv=None):
     result = {
         "tool": "pytorch",
         "device": a.device,
-        "deviceName": torch.cuda.get_device_name(0) if dev.type == "cuda" else (platform.processor() or platform.machine()),
+        "deviceName": torch.cuda.get_device_name(0) if dev.type == "cuda" else cpu_name(),
         "torchVersion": torch.__version__,
         "cudaVersion": torch.version.cuda,
         "cudnnVersion": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
@@ -248,7 +281,7 @@ def main(argv=None):
     if dev.type == "cuda":
         result["peakMemoryBytes"] = torch.cuda.max_memory_allocated()
         algo = cudnn_rnn_algo(torch, H, L, B)
-        algo["observedKernels"] = profile_rnn_kernels(torch, step)
+        algo["observedKernels"], algo["topKernels"] = profile_rnn_kernels(torch, step)
         result["cudnn_algo"] = algo
     else:
         result["cudnn_algo"] = None

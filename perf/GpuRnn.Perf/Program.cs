@@ -27,10 +27,10 @@ for (int i = 0; i < args.Length; i++)
 
 try
 {
-    int Int(string name) => int.TryParse(options[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0
-        ? v : throw new GpuRnnException($"{name} must be a positive integer (got '{options[name]}')");
+    int Int(string name, int min = 1) => int.TryParse(options[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+        ? v : throw new GpuRnnException($"{name} must be an integer of at least {min} (got '{options[name]}')");
     int hidden = Int("--hidden"), layers = Int("--layers"), vocab = Int("--vocab"), batch = Int("--batch");
-    int seqLen = Int("--seq-len"), steps = Int("--steps"), warmup = Int("--warmup");
+    int seqLen = Int("--seq-len"), steps = Int("--steps"), warmup = Int("--warmup", 0);
     var kind = options["--optimizer"] switch
     {
         "sgd" => OptimizerKind.Sgd,

@@ -58,18 +58,27 @@ public sealed class Generator : IDisposable
 
     /// <summary>
     /// Continues <paramref name="prime"/> by up to <paramref name="length"/> sampled tokens, stopping
-    /// early at <c>&lt;eos&gt;</c>. With an empty prime the model starts from a newline (or
-    /// <c>&lt;bos&gt;</c> when the vocabulary has no newline). Returns the generated text only.
+    /// early at <c>&lt;eos&gt;</c> (for character models; in a word stream <c>&lt;eos&gt;</c> is a line
+    /// break). With an empty prime the model starts from a line break. Returns the generated text only.
     /// </summary>
-    public string Sample(Vocabulary vocab, string prime, int length, SamplingOptions options)
+    public string Sample(Vocabulary vocab, string prime, int length, SamplingOptions options) =>
+        Sample(vocab, TokenizerKind.Char, prime, length, options);
+
+    /// <summary>As <see cref="Sample(Vocabulary, string, int, SamplingOptions)"/>, for a model of any tokenizer.</summary>
+    public string Sample(Vocabulary vocab, TokenizerKind tokenizer, string prime, int length, SamplingOptions options)
     {
         ArgumentNullException.ThrowIfNull(vocab);
         ArgumentNullException.ThrowIfNull(prime);
         if (vocab.Count != model.Config.Vocab)
             throw new GpuRnnException($"the vocabulary has {vocab.Count} tokens but the model has V = {model.Config.Vocab}");
-        int[] primeIds = prime.Length > 0 ? vocab.Encode(prime) : [StartId(vocab)];
-        var ids = SampleIds(primeIds, length, options, vocab.EndId, Excluded(vocab));
-        return vocab.Decode(ids);
+        int[] primeIds = prime.Length > 0 ? vocab.Encode(prime, tokenizer) : [];
+        if (tokenizer == TokenizerKind.Word && primeIds.Length > 0 && primeIds[^1] == vocab.EndId && !prime.EndsWith('\n'))
+            primeIds = primeIds[..^1]; // the tokenizer ends every line with <eos>; an unfinished prime line has not ended
+        if (primeIds.Length == 0)
+            primeIds = [StartId(vocab)];
+        var ids = SampleIds(primeIds, length, options, tokenizer == TokenizerKind.Word ? -1 : vocab.EndId, Excluded(vocab));
+        string text = vocab.Decode(ids, tokenizer);
+        return tokenizer == TokenizerKind.Word && prime.Length > 0 && !prime.EndsWith('\n') && text.Length > 0 ? " " + text : text;
     }
 
     /// <summary>
@@ -103,11 +112,16 @@ public sealed class Generator : IDisposable
         return output;
     }
 
+    /// <summary>The first input without a prime: a newline for character models, <c>&lt;eos&gt;</c> (a line just ended) for word models, else <c>&lt;bos&gt;</c>.</summary>
     private static int StartId(Vocabulary vocab)
     {
-        int newline = vocab.IdOf("\n");
-        int bos = vocab.IdOf(Vocabulary.Bos);
-        return newline >= 0 ? newline : bos >= 0 ? bos : 0;
+        foreach (string t in new[] { "\n", Vocabulary.Eos, Vocabulary.Bos })
+        {
+            int id = vocab.IdOf(t);
+            if (id >= 0)
+                return id;
+        }
+        return 0;
     }
 
     /// <summary>Tokens never sampled: padding and begin-of-sequence are inputs, never predictions.</summary>

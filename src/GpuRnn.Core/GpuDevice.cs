@@ -23,7 +23,7 @@ public sealed record DeviceInfo(DeviceKind Kind, int Index, string Name, long Me
     public string Spec => $"{DeviceInfo.KindName(Kind)}:{Index}";
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Spec} {Name} ({MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB)";
+    public override string ToString() => Kind == DeviceKind.Cpu ? $"{Spec} {Name} (host memory)" : $"{Spec} {Name} ({MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB)";
 
     public static string KindName(DeviceKind kind) => kind switch
     {

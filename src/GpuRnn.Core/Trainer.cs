@@ -16,7 +16,8 @@ public sealed class Trainer : IDisposable
     private readonly DeviceKernels k;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> gradients; // [P], laid out like the parameters
     private readonly MemoryBuffer1D<float, Stride1D.Dense>[] slots;   // optimizer state, each [P]
-    private Activations? act;
+    private Activations? act;     // training windows, with the carried state
+    private Activations? evalAct; // evaluation windows, with a state of their own
     private float lossScale;
 
     /// <summary>A trainer for <paramref name="model"/> that updates it with <paramref name="optimizer"/>.</summary>
@@ -68,59 +69,23 @@ public sealed class Trainer : IDisposable
     public void ComputeGradients(TokenWindow window)
     {
         ArgumentNullException.ThrowIfNull(window);
+        act = Prepare(act, window);
+        var a = act;
         var layout = model.Layout;
         int v = layout.V, h = layout.H, layers = layout.L;
         int b = window.Batch, s = window.Steps, p = window.Positions;
-        if (s < 1 || s > window.Capacity)
-            throw new ArgumentException($"window holds {s} steps; it must be between 1 and {window.Capacity}.", nameof(window));
-        var a = Prepare(b, window.Capacity);
-        if (window.ResetState)
-        {
-            for (int layer = 0; layer < layers; layer++)
-                k.Clear(a.HiddenAt(layer, 0, h));
-        }
-
-        // Host → device: the ids, the targets, and the per-token position lists for the dW_ih scatter.
-        var inputs = window.Inputs.AsSpan(0, p);
-        var targets = window.Targets.AsSpan(0, p);
-        int counted = 0;
-        foreach (int t in targets)
-        {
-            if (t >= v)
-                throw new ArgumentOutOfRangeException(nameof(window), $"target id {t} is outside the vocabulary of {v}.");
-            if (t >= 0)
-                counted++;
-        }
-        DeviceKernels.TokenPositions(inputs, v, a.HostOffsets, a.HostPositions);
-        k.Upload<int>(inputs, a.Ids.View);
-        k.Upload<int>(targets, a.Targets.View);
+        // The per-token position lists for the deterministic dW_ih scatter (host → device).
+        DeviceKernels.TokenPositions(window.Inputs.AsSpan(0, p), v, a.HostOffsets, a.HostPositions);
         k.Upload<int>(a.HostOffsets, a.TokenOffsets.View);
         k.Upload<int>(a.HostPositions.AsSpan(0, p), a.TokenPositions.View);
+        int counted = Forward(a, window);
         lossScale = counted > 0 ? 1f / counted : 0f;
 
         long ph = (long)p * h;
-        var x = a.X.View.SubView(0, ph);
         var dH = a.DH.View.SubView(0, ph);
         var dZ = a.DZ.View.SubView(0, ph);
         var logits = a.Logits.View.SubView(0, (long)p * v);
-
-        // ---- forward, layer by layer: the input term for all s steps at once, then the recurrence.
-        for (int layer = 0; layer < layers; layer++)
-        {
-            var bIh = model.View($"rnn.bias_ih_l{layer}");
-            var bHh = model.View($"rnn.bias_hh_l{layer}");
-            if (layer == 0)
-                k.EmbeddingForward(p, h, v, a.Ids.View, model.View("rnn.weight_ih_l0"), bIh, bHh, x);
-            else
-                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View($"rnn.weight_ih_l{layer}"), x, bIh, bHh);
-            var wHh = model.View($"rnn.weight_hh_l{layer}");
-            for (int t = 0; t < s; t++)
-                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
-        }
         var top = Outputs(a, layers - 1, s, h);
-        k.GemmBias(new GemmShape(p, v, h, false, true), top, model.View("decoder.weight"), logits, model.View("decoder.bias"));
-        k.SoftmaxCrossEntropy(p, v, lossScale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
-        k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
 
         // ---- backward, in reverse: decoder, then each layer's time loop from the top layer down.
         var g = gradients.View;
@@ -152,9 +117,92 @@ public sealed class Trainer : IDisposable
             }
         }
 
-        // Carry the state: the last step's h becomes the next window's h_0 (after backward, which reads h_0).
+        Carry(a, s); // after backward, which reads h_0
+    }
+
+    /// <summary>The last step's h becomes the next window's h_0, without gradient (truncated BPTT).</summary>
+    private void Carry(Activations a, int steps)
+    {
+        for (int layer = 0; layer < model.Layout.L; layer++)
+            k.Copy(a.HiddenAt(layer, steps, model.Layout.H), a.HiddenAt(layer, 0, model.Layout.H));
+    }
+
+    /// <summary>
+    /// Mean cross-entropy per predicted token of <paramref name="ids"/> as one stream batched like
+    /// training (B, T from the arguments), from a zero state with the state carried across windows,
+    /// without touching the training state or the gradients. Returns the mean and the token count.
+    /// </summary>
+    public (double Loss, long Tokens) Evaluate(int[] ids, int batch, int seqLen)
+    {
+        var data = new StreamBatcher(ids, batch, seqLen);
+        double sum = 0;
+        long tokens = 0;
+        Span<float> windowSum = stackalloc float[1];
+        for (int w = 0; w < data.WindowsPerEpoch; w++)
+        {
+            var window = data.Next();
+            evalAct = Prepare(evalAct, window);
+            tokens += Forward(evalAct, window);
+            Carry(evalAct, window.Steps);
+            k.Download(evalAct.Scalars.View.SubView(Activations.LossSlot, 1), windowSum);
+            sum += windowSum[0];
+        }
+        return (tokens > 0 ? sum / tokens : double.NaN, tokens);
+    }
+
+    /// <summary>
+    /// Forward pass of one window into <paramref name="a"/>: ids and targets up, every layer over
+    /// time, logits, loss per row and its sum, dlogits (in place of the logits, scaled for the
+    /// mean). Returns the number of counted (non-ignored) targets.
+    /// </summary>
+    private int Forward(Activations a, TokenWindow window)
+    {
+        var layout = model.Layout;
+        int v = layout.V, h = layout.H, layers = layout.L;
+        int b = window.Batch, s = window.Steps, p = window.Positions;
+        if (window.ResetState)
+        {
+            for (int layer = 0; layer < layers; layer++)
+                k.Clear(a.HiddenAt(layer, 0, h));
+        }
+        var inputs = window.Inputs.AsSpan(0, p);
+        var targets = window.Targets.AsSpan(0, p);
+        int counted = 0;
+        foreach (int t in targets)
+        {
+            if (t >= v)
+                throw new ArgumentOutOfRangeException(nameof(window), $"target id {t} is outside the vocabulary of {v}.");
+            if (t >= 0)
+                counted++;
+        }
+        foreach (int id in inputs)
+        {
+            if (id < 0 || id >= v)
+                throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}.");
+        }
+        k.Upload<int>(inputs, a.Ids.View);
+        k.Upload<int>(targets, a.Targets.View);
+        float scale = counted > 0 ? 1f / counted : 0f;
+
+        var x = a.X.View.SubView(0, (long)p * h);
+        var logits = a.Logits.View.SubView(0, (long)p * v);
+        // Layer by layer: the input term for all s steps at once, then the recurrence, one launch a step.
         for (int layer = 0; layer < layers; layer++)
-            k.Copy(a.HiddenAt(layer, s, h), a.HiddenAt(layer, 0, h));
+        {
+            var bIh = model.View($"rnn.bias_ih_l{layer}");
+            var bHh = model.View($"rnn.bias_hh_l{layer}");
+            if (layer == 0)
+                k.EmbeddingForward(p, h, v, a.Ids.View, model.View("rnn.weight_ih_l0"), bIh, bHh, x);
+            else
+                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View($"rnn.weight_ih_l{layer}"), x, bIh, bHh);
+            var wHh = model.View($"rnn.weight_hh_l{layer}");
+            for (int t = 0; t < s; t++)
+                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
+        }
+        k.GemmBias(new GemmShape(p, v, h, false, true), Outputs(a, layers - 1, s, h), model.View("decoder.weight"), logits, model.View("decoder.bias"));
+        k.SoftmaxCrossEntropy(p, v, scale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
+        k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
+        return counted;
     }
 
     /// <summary>The mean loss of the last <see cref="ComputeGradients"/> window (reads one float from the device).</summary>
@@ -196,6 +244,34 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>Copies optimizer slot <paramref name="slot"/> [P] to the host.</summary>
+    public float[] GetSlot(int slot)
+    {
+        var host = new float[model.Layout.Count];
+        k.Download(slots[slot].View, host);
+        return host;
+    }
+
+    /// <summary>Overwrites optimizer slot <paramref name="slot"/> [P] (resume).</summary>
+    public void SetSlot(int slot, ReadOnlySpan<float> values)
+    {
+        if (values.Length != model.Layout.Count)
+            throw new ArgumentException($"slot data has {values.Length} values; the model has {model.Layout.Count} parameters.", nameof(values));
+        k.Upload(values, slots[slot].View);
+    }
+
+    /// <summary>Sets the carried hidden state [B·H] of every layer for windows of B sequences and up to T steps (resume).</summary>
+    public void SetState(int batch, int seqLen, IReadOnlyList<float[]> states)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        if (states.Count != model.Layout.L)
+            throw new ArgumentException($"{states.Count} layer states given; the model has {model.Layout.L} layers.", nameof(states));
+        var window = new TokenWindow(batch, seqLen) { Steps = seqLen };
+        act = Prepare(act, window);
+        for (int layer = 0; layer < states.Count; layer++)
+            k.Upload<float>(states[layer], act.HiddenAt(layer, 0, model.Layout.H));
+    }
+
     /// <summary>Copies one gradient tensor to the host.</summary>
     public float[] GetGradient(string name)
     {
@@ -221,28 +297,34 @@ public sealed class Trainer : IDisposable
         return a.Hidden[layer].View.SubView(bh, s * bh);
     }
 
-    /// <summary>The activations for (B, T): allocated on the first window, re-allocated only for a larger shape (the carried state survives when B is unchanged).</summary>
-    private Activations Prepare(int batch, int capacity)
+    /// <summary>
+    /// Activations fitting <paramref name="window"/>: allocated on the first window and re-allocated
+    /// only for a larger shape (the carried state survives when B is unchanged).
+    /// </summary>
+    private Activations Prepare(Activations? current, TokenWindow window)
     {
-        if (act is not null && act.Batch == batch && act.Capacity >= capacity)
-            return act;
+        if (window.Steps < 1 || window.Steps > window.Capacity)
+            throw new ArgumentException($"window holds {window.Steps} steps; it must be between 1 and {window.Capacity}.", nameof(window));
+        int batch = window.Batch, capacity = window.Capacity;
+        if (current is not null && current.Batch == batch && current.Capacity >= capacity)
+            return current;
         var fresh = new Activations(model.Device.Accelerator, model.Layout, batch, capacity);
-        if (act is not null)
+        if (current is not null)
         {
-            if (act.Batch == batch)
+            if (current.Batch == batch)
             {
                 for (int layer = 0; layer < model.Layout.L; layer++)
-                    k.Copy(act.HiddenAt(layer, 0, model.Layout.H), fresh.HiddenAt(layer, 0, model.Layout.H));
+                    k.Copy(current.HiddenAt(layer, 0, model.Layout.H), fresh.HiddenAt(layer, 0, model.Layout.H));
             }
-            act.Dispose();
+            current.Dispose();
         }
-        act = fresh;
-        return act;
+        return fresh;
     }
 
     /// <summary>Releases the activations, optimizer state and gradients (reverse order of creation).</summary>
     public void Dispose()
     {
+        evalAct?.Dispose();
         act?.Dispose();
         for (int i = slots.Length - 1; i >= 0; i--)
             slots[i].Dispose();

@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace GpuRnn;
 
 /// <summary>
@@ -43,13 +41,28 @@ public sealed class Vocabulary
     }
 
     /// <summary>A character vocabulary: the special tokens, then every code point of <paramref name="text"/> in ascending order.</summary>
-    public static Vocabulary FromText(string text)
+    public static Vocabulary FromText(string text) => FromText(text, TokenizerKind.Char);
+
+    /// <summary>
+    /// A vocabulary of <paramref name="text"/>: the special tokens, then characters by code point, or
+    /// words by frequency (ties alphabetical), keeping at most <paramref name="maxSize"/> corpus
+    /// tokens (0 = all) seen at least <paramref name="minCount"/> times; the rest become <c>&lt;unk&gt;</c>.
+    /// </summary>
+    public static Vocabulary FromText(string text, TokenizerKind kind, int maxSize = 0, int minCount = 1)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var points = new SortedSet<int>();
-        foreach (Rune r in text.EnumerateRunes())
-            points.Add(r.Value);
-        return new Vocabulary(Specials.Concat(points.Select(p => char.ConvertFromUtf32(p))));
+        if (maxSize < 0)
+            throw new GpuRnnException($"--max-vocab must be 0 (no limit) or positive (got {maxSize})");
+        if (minCount < 1)
+            throw new GpuRnnException($"--min-count must be at least 1 (got {minCount})");
+        var kept = Tokenizer.ByFrequency(Tokenizer.Split(text, kind).Where(t => !Specials.Contains(t)), maxSize, minCount);
+        var ordered = kind switch
+        {
+            TokenizerKind.Char => kept.OrderBy(t => char.ConvertToUtf32(t, 0)),
+            TokenizerKind.Word => kept,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown tokenizer"),
+        };
+        return new Vocabulary(Specials.Concat(ordered));
     }
 
     /// <summary>Number of tokens, V.</summary>
@@ -70,39 +83,40 @@ public sealed class Vocabulary
     /// <summary>Id of <c>&lt;eos&gt;</c>, or −1 when this vocabulary has none.</summary>
     public int EndId => IdOf(Eos);
 
+    /// <summary>Character ids of <paramref name="text"/> (see the overload with a tokenizer).</summary>
+    public int[] Encode(string text) => Encode(text, TokenizerKind.Char);
+
     /// <summary>
-    /// Character ids of <paramref name="text"/>; a code point outside the vocabulary becomes
+    /// Ids of the tokens of <paramref name="text"/>; a token outside the vocabulary becomes
     /// <c>&lt;unk&gt;</c>, or is an error when the vocabulary has none.
     /// </summary>
-    /// <exception cref="GpuRnnException">An unknown character and no <c>&lt;unk&gt;</c>.</exception>
-    public int[] Encode(string text)
+    /// <exception cref="GpuRnnException">An unknown token and no <c>&lt;unk&gt;</c>.</exception>
+    public int[] Encode(string text, TokenizerKind kind)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        var result = new List<int>(text.Length);
+        var split = Tokenizer.Split(text, kind);
+        var result = new int[split.Count];
         int unk = UnknownId;
-        foreach (Rune r in text.EnumerateRunes())
+        for (int i = 0; i < split.Count; i++)
         {
-            int id = IdOf(r.ToString());
+            int id = IdOf(split[i]);
             if (id < 0)
             {
                 if (unk < 0)
-                    throw new GpuRnnException($"text: character U+{r.Value:X4} is not in the vocabulary, which has no {Unk}");
+                {
+                    string shown = kind == TokenizerKind.Char ? $"character U+{char.ConvertToUtf32(split[i], 0):X4}" : $"word '{split[i]}'";
+                    throw new GpuRnnException($"text: {shown} is not in the vocabulary, which has no {Unk}");
+                }
                 id = unk;
             }
-            result.Add(id);
+            result[i] = id;
         }
-        return result.ToArray();
+        return result;
     }
 
-    /// <summary>The text of a sequence of ids (special tokens written as their names, except padding, which is dropped).</summary>
-    public string Decode(IEnumerable<int> sequence)
-    {
-        var sb = new StringBuilder();
-        foreach (int id in sequence)
-        {
-            if (tokens[id] != Pad)
-                sb.Append(tokens[id]);
-        }
-        return sb.ToString();
-    }
+    /// <summary>The text of character ids (see the overload with a tokenizer).</summary>
+    public string Decode(IEnumerable<int> sequence) => Decode(sequence, TokenizerKind.Char);
+
+    /// <summary>The text of a sequence of ids; padding is dropped, other special tokens are written by name (word <c>&lt;eos&gt;</c> as a line break).</summary>
+    public string Decode(IEnumerable<int> sequence, TokenizerKind kind) =>
+        Tokenizer.Join(sequence.Select(id => tokens[id]).Where(t => t != Pad), kind);
 }

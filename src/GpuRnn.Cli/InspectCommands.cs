@@ -1,0 +1,57 @@
+using System.CommandLine;
+using GpuRnn.Checkpoints;
+
+namespace GpuRnn.Cli;
+
+/// <summary><c>gpurnn devices</c> and <c>gpurnn info</c>.</summary>
+internal static class InspectCommands
+{
+    public static Command Devices(TextWriter stdout)
+    {
+        var cmd = new Command("devices", "List the accelerators found, with memory, and which one 'auto' picks.");
+        cmd.SetAction(_ =>
+        {
+            var devices = GpuDevice.List();
+            var auto = devices.First(d => d.Kind != DeviceKind.OpenCL || d.IsGpu);
+            foreach (var d in devices)
+                stdout.WriteLine($"{(d == auto ? "*" : " ")} {d}{(d.IsGpu ? " GPU" : "")}");
+            stdout.WriteLine($"auto picks {auto.Spec}");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    public static Command Info(TextWriter stdout)
+    {
+        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
+        checkpoint.Required = true;
+        var cmd = new Command("info", "Show a checkpoint's sizes, vocabulary, training state and metadata.") { checkpoint };
+        cmd.SetAction(r =>
+        {
+            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var layout = new ParameterLayout(c.Config.Vocab, c.Config.Hidden, c.Config.Layers);
+            stdout.WriteLine($"file:       {c.Source}");
+            stdout.WriteLine($"model:      Elman RNN (tanh) language model, L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
+            var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
+            stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");
+            if (c.Training is { } t)
+            {
+                stdout.WriteLine($"training:   step {t.Step}, epoch {t.Epoch}, position {t.Position}; B={t.Batch} T={t.SeqLen}, {Checkpoint.OptimizerName(t.Optimizer.Kind)} lr={t.Optimizer.LearningRate} " +
+                    $"momentum={t.Optimizer.Momentum} clip-norm={t.Optimizer.ClipNorm} clip-value={t.Optimizer.ClipValue}, val-fraction={t.ValFraction}, seed={t.Seed}" +
+                    (double.IsNaN(t.BestValidationLoss) ? "" : $", best validation loss {t.BestValidationLoss:F4}"));
+            }
+            else
+            {
+                stdout.WriteLine("training:   none stored (weights only: usable with --init, sample, eval)");
+            }
+            foreach (var (key, value) in c.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                if (key != Checkpoint.VocabKey)
+                    stdout.WriteLine($"metadata:   {key} = {value}");
+            }
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

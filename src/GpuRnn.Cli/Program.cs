@@ -1,0 +1,1 @@
+return GpuRnn.Cli.App.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,44 @@
+using System.CommandLine;
+using GpuRnn.Checkpoints;
+
+namespace GpuRnn.Cli;
+
+/// <summary><c>gpurnn sample</c>: one-to-many generation from a checkpoint.</summary>
+internal static class SampleCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
+        checkpoint.Required = true;
+        var prime = App.Opt("--prime", "Text the model reads before it starts sampling (empty: start from a newline).", "");
+        var length = App.Opt("--length", "Tokens to generate at most (stops early at <eos>).", 500);
+        var temperature = App.Opt("--temperature", "Softmax temperature; 0 or less is greedy.", 1f);
+        var topK = App.Opt("--top-k", "Sample among the K most likely tokens only; 0 = all.", 0);
+        var topP = App.Opt("--top-p", "Nucleus sampling: smallest set of tokens with probability ≥ P; 1 = all.", 1f);
+        var seed = App.Opt("--seed", "Random seed: the same seed gives the same text.", 1);
+        var count = App.Opt("--count", "Number of samples.", 1);
+        var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var cmd = new Command("sample", "Generate text from a trained model.") { checkpoint, prime, length, temperature, topK, topP, seed, count, device };
+        cmd.SetAction(r =>
+        {
+            if (r.GetValue(count) < 1)
+                throw new GpuRnnException($"--count must be at least 1 (got {r.GetValue(count)})");
+            var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
+            options.Validate();
+            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            using var gpu = GpuDevice.Open(r.GetValue(device)!);
+            using var model = c.CreateModel(gpu);
+            using var generator = new Generator(model);
+            for (int i = 0; i < r.GetValue(count); i++)
+            {
+                if (i > 0)
+                    stdout.WriteLine("---");
+                string primeText = r.GetValue(prime)!;
+                string text = generator.Sample(c.Vocabulary, c.Tokenizer, primeText, r.GetValue(length), options with { Seed = options.Seed + i });
+                stdout.WriteLine(primeText + text);
+            }
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,263 @@
+using System.CommandLine;
+using System.Diagnostics;
+using GpuRnn.Checkpoints;
+
+namespace GpuRnn.Cli;
+
+/// <summary><c>gpurnn train</c>: trains a language model on a text file (or the embedded corpus) and saves a checkpoint.</summary>
+internal static class TrainCommand
+{
+    public static Command Create(TextWriter stdout)
+    {
+        var data = App.Opt<string?>("--data", "UTF-8 text file to train on; without it, the embedded Tiny Shakespeare corpus.");
+        var hidden = App.Opt("--hidden", "Hidden units per layer H.", 128);
+        var layers = App.Opt("--layers", "Stacked RNN layers L.", 2);
+        var batch = App.Opt("--batch", "Parallel streams B.", 32);
+        var seqLen = App.Opt("--seq-len", "Truncated-BPTT window T.", 64);
+        var steps = App.Opt("--steps", "Optimizer updates (one per window); 0 = use --epochs.", 0);
+        var epochs = App.Opt("--epochs", "Passes over the training data when --steps is 0.", 1);
+        var optimizer = App.Opt("--optimizer", "sgd, adam, adagrad or rmsprop (torch.optim defaults).", "adam");
+        var lr = App.Opt("--lr", "Learning rate.", 2e-3f);
+        var momentum = App.Opt("--momentum", "SGD momentum.", 0f);
+        var clipNorm = App.Opt("--clip-norm", "Clip gradients to this global L2 norm; 0 = off.", 5f);
+        var clipValue = App.Opt("--clip-value", "Clamp each gradient to ±X; 0 = off.", 0f);
+        var seed = App.Opt("--seed", "Seed of the weight initialisation.", 1);
+        var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var valFraction = App.Opt("--val-fraction", "Held-out tail of the data for validation; 0 = none.", 0.05);
+        var evalEvery = App.Opt("--eval-every", "Validate every N steps (and at the end); 0 = only at the end.", 100);
+        var checkpointEvery = App.Opt("--checkpoint-every", "Save a checkpoint every N steps (and at the end); 0 = only at the end.", 500);
+        var output = App.Opt("--out", "Checkpoint file to write (the folder is created).", Path.Combine("out", "model.safetensors"));
+        var init = App.Opt<string?>("--init", "Start from this checkpoint's weights and vocabulary, with a fresh optimizer.");
+        var resume = App.Opt<string?>("--resume", "Continue this checkpoint's run exactly (weights, optimizer, step, data position, hidden state).");
+        var log = App.Opt<string?>("--log", "Write metrics to this file, one JSON object per line.");
+        var json = App.Opt("--json", "Machine-readable JSON lines on stdout instead of the progress display.", false);
+        var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
+        var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
+        var cmd = new Command("train", "Train an Elman RNN language model and save a checkpoint.")
+        {
+            data, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, log, json, tokenizer, sampleLength,
+        };
+        cmd.SetAction(r =>
+        {
+            if (r.GetValue(init) is not null && r.GetValue(resume) is not null)
+                throw new GpuRnnException("--init and --resume exclude each other: --init starts a new run from weights, --resume continues a run");
+            if (App.Given(r, steps) && App.Given(r, epochs))
+                throw new GpuRnnException("--steps and --epochs exclude each other");
+            var run = new TrainRun
+            {
+                DataPath = r.GetValue(data),
+                Hidden = r.GetValue(hidden),
+                Layers = r.GetValue(layers),
+                Batch = r.GetValue(batch),
+                SeqLen = r.GetValue(seqLen),
+                Steps = r.GetValue(steps),
+                Epochs = r.GetValue(epochs),
+                Optimizer = new OptimizerSettings(Checkpoint.ParseOptimizer(r.GetValue(optimizer)!), r.GetValue(lr), r.GetValue(momentum), r.GetValue(clipNorm), r.GetValue(clipValue)),
+                Seed = r.GetValue(seed),
+                Device = r.GetValue(device)!,
+                ValFraction = r.GetValue(valFraction),
+                EvalEvery = r.GetValue(evalEvery),
+                CheckpointEvery = r.GetValue(checkpointEvery),
+                Out = r.GetValue(output)!,
+                Init = r.GetValue(init),
+                Resume = r.GetValue(resume),
+                LogPath = r.GetValue(log),
+                Json = r.GetValue(json),
+                Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
+                SampleLength = r.GetValue(sampleLength),
+                Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
+            };
+            return run.Execute(stdout);
+        });
+        return cmd;
+    }
+
+    internal static void RequirePositive(int value, string flag)
+    {
+        if (value < 1)
+            throw new GpuRnnException($"{flag} must be a positive integer (got {value})");
+    }
+}
+
+/// <summary>One training run: validated settings, then the loop.</summary>
+internal sealed class TrainRun
+{
+    public string? DataPath { get; init; }
+    public int Hidden { get; set; }
+    public int Layers { get; set; }
+    public int Batch { get; set; }
+    public int SeqLen { get; set; }
+    public int Steps { get; init; }
+    public int Epochs { get; init; }
+    public OptimizerSettings Optimizer { get; set; } = null!;
+    public int Seed { get; set; }
+    public required string Device { get; init; }
+    public double ValFraction { get; set; }
+    public int EvalEvery { get; init; }
+    public int CheckpointEvery { get; init; }
+    public required string Out { get; init; }
+    public string? Init { get; init; }
+    public string? Resume { get; init; }
+    public string? LogPath { get; init; }
+    public bool Json { get; init; }
+    public TokenizerKind Tokenizer { get; set; }
+    public int SampleLength { get; init; }
+    public required Func<string, bool> Given { get; init; }
+
+    public int Execute(TextWriter stdout)
+    {
+        Checkpoint? start = Resume is not null ? Checkpoint.Load(Resume) : Init is not null ? Checkpoint.Load(Init) : null;
+        if (start is not null)
+            AdoptCheckpoint(start);
+        Validate();
+
+        string text = DataPath is not null ? TextFile.Read(DataPath) : DefaultCorpus.Text;
+        string dataName = DataPath ?? DefaultCorpus.Name;
+        var vocab = start?.Vocabulary ?? Vocabulary.FromText(text, Tokenizer);
+        var ids = vocab.Encode(text, Tokenizer);
+        int valCount = (int)(ids.Length * ValFraction);
+        var trainIds = ids[..^valCount];
+        var valIds = ids[^valCount..];
+        int minimum = 2 * Batch;
+        if (trainIds.Length < minimum)
+            throw new GpuRnnException($"{dataName}: {trainIds.Length} training tokens; --batch {Batch} needs at least {minimum} (2 per stream)");
+        if (valCount > 0 && valIds.Length < minimum)
+            throw new GpuRnnException($"{dataName}: the validation tail has {valIds.Length} tokens; --batch {Batch} needs at least {minimum}; raise --val-fraction or set it to 0");
+        var batcher = new StreamBatcher(trainIds, Batch, SeqLen);
+        long total = Steps > 0 ? Steps : (long)Epochs * batcher.WindowsPerEpoch;
+
+        using var gpu = GpuDevice.Open(Device);
+        using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, new ModelConfig(vocab.Count, Hidden, Layers), Seed);
+        using var trainer = new Trainer(model, Optimizer);
+        double best = double.NaN;
+        if (Resume is not null)
+        {
+            start!.RestoreTrainer(trainer, model);
+            batcher.Seek(start.Training!.Epoch, start.Training.Position);
+            best = start.Training.BestValidationLoss;
+        }
+        var report = new Reporter(stdout, Json, LogPath, total, Batch * SeqLen);
+        report.Start($"device {gpu.Info}; data {dataName}: {ids.Length:N0} tokens ({trainIds.Length:N0} train, {valIds.Length:N0} validation), V={vocab.Count}; " +
+            $"L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
+            (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
+
+        TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
+        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State());
+        double? Evaluate()
+        {
+            if (valIds.Length == 0)
+                return null;
+            double loss = trainer.Evaluate(valIds, Batch, SeqLen).Loss;
+            if (double.IsNaN(best) || loss < best)
+                best = loss;
+            return loss;
+        }
+
+        var clock = Stopwatch.StartNew();
+        long firstStep = trainer.StepCount;
+        double smoothed = report.Run(firstStep, () => Loop(trainer, batcher, total, report, clock, firstStep, Evaluate, Save));
+        double? finalVal = Evaluate();
+        Save();
+        double seconds = clock.Elapsed.TotalSeconds;
+        double tokensPerSecond = (trainer.StepCount - firstStep) * (double)Batch * SeqLen / Math.Max(seconds, 1e-9);
+        string plot = Path.ChangeExtension(Out, ".loss.png");
+        LossPlot.Save(plot, report.TrainCurve, report.ValCurve);
+        report.Finish();
+
+        string sample = "";
+        if (SampleLength > 0)
+        {
+            using var generator = new Generator(model);
+            sample = generator.Sample(vocab, Tokenizer, "", SampleLength, new SamplingOptions(Temperature: 0.8f, Seed: Seed));
+        }
+        report.Summary(new Dictionary<string, object?>
+        {
+            ["checkpoint"] = Out,
+            ["plot"] = plot,
+            ["steps"] = trainer.StepCount,
+            ["train_loss_smoothed"] = smoothed,
+            ["val_loss"] = finalVal,
+            ["best_val_loss"] = double.IsNaN(best) ? null : best,
+            ["perplexity"] = Math.Exp(finalVal ?? smoothed),
+            ["seconds"] = seconds,
+            ["tokens_per_s"] = tokensPerSecond,
+            ["device"] = gpu.Info.ToString(),
+        }, sample);
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The steps: train, guard against divergence, validate and save on schedule. Returns the smoothed training loss.</summary>
+    private double Loop(Trainer trainer, StreamBatcher batcher, long total, Reporter report, Stopwatch clock, long firstStep, Func<double?> validate, Action save)
+    {
+        double smoothed = double.NaN;
+        while (trainer.StepCount < total)
+        {
+            var window = batcher.Next();
+            float loss = trainer.Step(window)!.Value;
+            long step = trainer.StepCount;
+            if (!float.IsFinite(loss))
+            {
+                report.Finish();
+                string kept = File.Exists(Out) ? $"the last good checkpoint {Out} was kept" : "no checkpoint had been written yet";
+                throw new DivergedException($"training diverged at step {step}: the loss is {loss}; {kept}. Try a lower --lr or --clip-norm 5");
+            }
+            smoothed = double.IsNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
+            double? val = EvalEvery > 0 && step % EvalEvery == 0 ? validate() : null;
+            report.Step(step, loss, smoothed, val, clock.Elapsed.TotalSeconds, step - firstStep);
+            if (CheckpointEvery > 0 && step % CheckpointEvery == 0)
+                save();
+        }
+        return smoothed;
+    }
+
+    /// <summary>Takes the sizes (and, for --resume, the run's settings) from the checkpoint; a conflicting flag is an error.</summary>
+    private void AdoptCheckpoint(Checkpoint c)
+    {
+        void Same<T>(string flag, T mine, T theirs, Action<T> set)
+        {
+            if (Given(flag) && !EqualityComparer<T>.Default.Equals(mine, theirs))
+                throw new GpuRnnException($"{flag} {mine} conflicts with {c.Source}, which has {theirs}");
+            set(theirs);
+        }
+        Same("--hidden", Hidden, c.Config.Hidden, v => Hidden = v);
+        Same("--layers", Layers, c.Config.Layers, v => Layers = v);
+        Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
+        if (Resume is null)
+            return;
+        var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");
+        Same("--batch", Batch, t.Batch, v => Batch = v);
+        Same("--seq-len", SeqLen, t.SeqLen, v => SeqLen = v);
+        Same("--val-fraction", ValFraction, t.ValFraction, v => ValFraction = v);
+        Same("--seed", Seed, t.Seed, v => Seed = v);
+        Same("--optimizer", Optimizer.Kind, t.Optimizer.Kind, _ => { });
+        Same("--lr", Optimizer.LearningRate, t.Optimizer.LearningRate, _ => { });
+        Same("--momentum", Optimizer.Momentum, t.Optimizer.Momentum, _ => { });
+        Same("--clip-norm", Optimizer.ClipNorm, t.Optimizer.ClipNorm, _ => { });
+        Same("--clip-value", Optimizer.ClipValue, t.Optimizer.ClipValue, _ => { });
+        Optimizer = t.Optimizer;
+    }
+
+    private void Validate()
+    {
+        TrainCommand.RequirePositive(Hidden, "--hidden");
+        TrainCommand.RequirePositive(Layers, "--layers");
+        TrainCommand.RequirePositive(Batch, "--batch");
+        TrainCommand.RequirePositive(SeqLen, "--seq-len");
+        if (Steps < 0)
+            throw new GpuRnnException($"--steps must be 0 (use --epochs) or positive (got {Steps})");
+        TrainCommand.RequirePositive(Epochs, "--epochs");
+        if (!(ValFraction >= 0 && ValFraction < 1))
+            throw new GpuRnnException($"--val-fraction must be in [0, 1) (got {ValFraction})");
+        if (EvalEvery < 0)
+            throw new GpuRnnException($"--eval-every must be 0 or positive (got {EvalEvery})");
+        if (CheckpointEvery < 0)
+            throw new GpuRnnException($"--checkpoint-every must be 0 or positive (got {CheckpointEvery})");
+        if (SampleLength < 0)
+            throw new GpuRnnException($"--sample-length must be 0 or positive (got {SampleLength})");
+        Optimizer.Validate();
+    }
+}
+
+/// <summary>Training stopped because the loss became NaN or infinite.</summary>
+internal sealed class DivergedException(string message) : Exception(message);

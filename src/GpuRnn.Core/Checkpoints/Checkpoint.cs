@@ -1,0 +1,306 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace GpuRnn.Checkpoints;
+
+/// <summary>
+/// Where a run stands, everything a resumed run needs to continue exactly (with the weights, the
+/// optimizer slots and the carried hidden state, stored as tensors).
+/// </summary>
+/// <param name="Step">Optimizer updates done.</param>
+/// <param name="Epoch">Epoch of the next training window.</param>
+/// <param name="Position">Start of the next training window within the streams.</param>
+/// <param name="Batch">B of the run.</param>
+/// <param name="SeqLen">T of the run.</param>
+/// <param name="ValFraction">Held-out tail of the data.</param>
+/// <param name="Optimizer">The update rule and its settings.</param>
+/// <param name="Seed">The run's seed.</param>
+/// <param name="BestValidationLoss">Lowest validation loss so far (NaN if never evaluated).</param>
+public sealed record TrainingState(long Step, int Epoch, int Position, int Batch, int SeqLen, double ValFraction, OptimizerSettings Optimizer, int Seed, double BestValidationLoss);
+
+/// <summary>
+/// A model on disk (DESIGN.md §7): safetensors with PyTorch <c>state_dict</c> names, the vocabulary,
+/// tokenizer and config in the metadata, and, for resuming, the optimizer state as
+/// <c>optim.&lt;param&gt;.&lt;slot&gt;</c> tensors, the carried hidden state as <c>state.h_l{k}</c>
+/// [B, H] and the position in <c>gpurnn.train</c>. A file with only the model tensors and
+/// <c>gpurnn.vocab</c> (how a PyTorch model comes in) is valid: sizes are read off the tensors.
+/// </summary>
+public sealed class Checkpoint
+{
+    /// <summary>Metadata keys.</summary>
+    public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train";
+
+    private Checkpoint(string source, ModelConfig config, Vocabulary vocabulary, TokenizerKind tokenizer,
+        Dictionary<string, float[]> weights, TrainingState? training, Dictionary<string, float[]> slots, float[][] hidden, IReadOnlyDictionary<string, string> metadata)
+    {
+        Source = source;
+        Config = config;
+        Vocabulary = vocabulary;
+        Tokenizer = tokenizer;
+        Weights = weights;
+        Training = training;
+        OptimizerSlots = slots;
+        HiddenState = hidden;
+        Metadata = metadata;
+    }
+
+    /// <summary>The file it was read from.</summary>
+    public string Source { get; }
+
+    /// <summary>Sizes read off the tensors.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The vocabulary (wins over one rebuilt from data: DESIGN.md §6).</summary>
+    public Vocabulary Vocabulary { get; }
+
+    /// <summary>How text becomes tokens for this model.</summary>
+    public TokenizerKind Tokenizer { get; }
+
+    /// <summary>The model tensors by PyTorch name.</summary>
+    public IReadOnlyDictionary<string, float[]> Weights { get; }
+
+    /// <summary>Resume state, or null for a weights-only file.</summary>
+    public TrainingState? Training { get; }
+
+    /// <summary>Optimizer state tensors by <c>optim.&lt;param&gt;.&lt;slot&gt;</c> name.</summary>
+    public IReadOnlyDictionary<string, float[]> OptimizerSlots { get; }
+
+    /// <summary>Carried hidden state per layer [B·H] (empty for a weights-only file).</summary>
+    public IReadOnlyList<float[]> HiddenState { get; }
+
+    /// <summary>All metadata as stored.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Saves <paramref name="model"/> (and, when given, the trainer's full resume state) atomically.</summary>
+    public static void Save(string path, RnnModel model, Vocabulary vocabulary, TokenizerKind tokenizer, Trainer? trainer = null, TrainingState? training = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        var c = model.Config;
+        var tensors = model.Layout.Tensors.Select(t => new TensorEntry(t.Name, t.Shape, model.GetTensor(t.Name))).ToList();
+        var metadata = new Dictionary<string, string>
+        {
+            [VocabKey] = JsonSerializer.Serialize(vocabulary.Tokens),
+            [TokenizerKey] = GpuRnn.Tokenizer.Name(tokenizer),
+            [ConfigKey] = new JsonObject
+            {
+                ["task"] = "lm",
+                ["cell"] = "rnn_tanh",
+                ["vocab"] = c.Vocab,
+                ["hidden"] = c.Hidden,
+                ["layers"] = c.Layers,
+                ["special_tokens"] = new JsonObject(Vocabulary.Specials.Select(s => KeyValuePair.Create(s, (JsonNode?)vocabulary.IdOf(s)))),
+            }.ToJsonString(),
+        };
+        if (trainer is not null && training is not null)
+        {
+            var names = trainer.Optimizer.SlotNames;
+            for (int slot = 0; slot < names.Count; slot++)
+            {
+                var flat = trainer.GetSlot(slot);
+                foreach (var t in model.Layout.Tensors)
+                    tensors.Add(new TensorEntry($"optim.{t.Name}.{names[slot]}", t.Shape, flat.AsSpan((int)t.Offset, (int)t.Length).ToArray()));
+            }
+            for (int layer = 0; layer < c.Layers; layer++)
+            {
+                var h = trainer.GetState(layer) ?? new float[training.Batch * c.Hidden];
+                tensors.Add(new TensorEntry($"state.h_l{layer}", [training.Batch, c.Hidden], h));
+            }
+            metadata[TrainKey] = JsonSerializer.Serialize(new TrainJson(training.Step, training.Epoch, training.Position, training.Batch, training.SeqLen,
+                training.ValFraction, OptimizerName(training.Optimizer.Kind), training.Optimizer.LearningRate, training.Optimizer.Momentum,
+                training.Optimizer.ClipNorm, training.Optimizer.ClipValue, training.Seed,
+                double.IsNaN(training.BestValidationLoss) ? null : training.BestValidationLoss));
+        }
+        new SafeTensorsFile(tensors, metadata).Write(path);
+    }
+
+    /// <summary>Reads and checks a checkpoint; every problem is a one-line error naming the file.</summary>
+    /// <exception cref="GpuRnnException">The file is missing, malformed or inconsistent.</exception>
+    public static Checkpoint Load(string path)
+    {
+        var file = SafeTensorsFile.Read(path);
+        GpuRnnException Bad(string why) => new($"{path}: {why}");
+
+        var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
+        int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
+        var hh = Shape("rnn.weight_hh_l0");
+        var dec = Shape("decoder.weight");
+        if (hh.Length != 2 || dec.Length != 2)
+            throw Bad($"rnn.weight_hh_l0 {Show(hh)} and decoder.weight {Show(dec)} must be matrices");
+        int layers = 0;
+        while (shapes.ContainsKey($"rnn.weight_hh_l{layers}"))
+            layers++;
+        var config = new ModelConfig(dec[0], hh[0], layers);
+        if (config.Vocab < 1 || config.Hidden < 1)
+            throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
+        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers);
+
+        var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var t in layout.Tensors)
+        {
+            var entry = file.Find(t.Name) ?? throw Bad($"tensor '{t.Name}' is missing for L={layers}, H={config.Hidden}, V={config.Vocab}");
+            if (!entry.Shape.SequenceEqual(t.Shape))
+                throw Bad($"tensor '{t.Name}' has shape {Show(entry.Shape)}; L={layers}, H={config.Hidden}, V={config.Vocab} needs {Show(t.Shape)}");
+            weights[t.Name] = entry.Data;
+        }
+
+        if (!file.Metadata.TryGetValue(VocabKey, out string? vocabJson))
+            throw Bad($"metadata '{VocabKey}' is missing (a JSON array of the tokens in id order)");
+        string[] tokens;
+        try
+        {
+            tokens = JsonSerializer.Deserialize<string[]>(vocabJson) ?? throw new JsonException("null");
+        }
+        catch (JsonException)
+        {
+            throw Bad($"metadata '{VocabKey}' is not a JSON array of strings");
+        }
+        if (tokens.Length != config.Vocab)
+            throw Bad($"the vocabulary has {tokens.Length} tokens but decoder.weight says V = {config.Vocab}");
+        Vocabulary vocabulary;
+        try
+        {
+            vocabulary = new Vocabulary(tokens);
+        }
+        catch (GpuRnnException e)
+        {
+            throw Bad(e.Message);
+        }
+        var tokenizer = file.Metadata.TryGetValue(TokenizerKey, out string? tok) ? ParseTokenizer(tok, Bad) : TokenizerKind.Char;
+
+        TrainingState? training = null;
+        var slots = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        var hidden = new List<float[]>();
+        if (file.Metadata.TryGetValue(TrainKey, out string? trainJson))
+        {
+            training = ParseTraining(trainJson, Bad);
+            foreach (string slot in training.Optimizer.SlotNames)
+            {
+                foreach (var t in layout.Tensors)
+                {
+                    string name = $"optim.{t.Name}.{slot}";
+                    var entry = file.Find(name) ?? throw Bad($"resume state: tensor '{name}' is missing");
+                    if (!entry.Shape.SequenceEqual(t.Shape))
+                        throw Bad($"resume state: tensor '{name}' has shape {Show(entry.Shape)}, expected {Show(t.Shape)}");
+                    slots[name] = entry.Data;
+                }
+            }
+            for (int layer = 0; layer < layers; layer++)
+            {
+                string name = $"state.h_l{layer}";
+                var entry = file.Find(name) ?? throw Bad($"resume state: tensor '{name}' is missing");
+                if (!entry.Shape.SequenceEqual(new[] { training.Batch, config.Hidden }))
+                    throw Bad($"resume state: tensor '{name}' has shape {Show(entry.Shape)}, expected [{training.Batch}, {config.Hidden}]");
+                hidden.Add(entry.Data);
+            }
+        }
+        foreach (var t in file.Tensors)
+        {
+            if (!weights.ContainsKey(t.Name) && !slots.ContainsKey(t.Name) && !(training is not null && t.Name.StartsWith("state.h_l", StringComparison.Ordinal)))
+                throw Bad($"unexpected tensor '{t.Name}' for an L={layers} Elman language model");
+        }
+        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata);
+    }
+
+    /// <summary>Creates the model on <paramref name="device"/> with these weights.</summary>
+    public RnnModel CreateModel(GpuDevice device)
+    {
+        var model = new RnnModel(device, Config, seed: 0);
+        foreach (var (name, data) in Weights)
+            model.SetTensor(name, data);
+        return model;
+    }
+
+    /// <summary>Puts the optimizer state, step count and carried hidden state into <paramref name="trainer"/> (resume).</summary>
+    /// <exception cref="GpuRnnException">This checkpoint has no resume state, or one for another optimizer.</exception>
+    public void RestoreTrainer(Trainer trainer, RnnModel model)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        var t = Training ?? throw new GpuRnnException($"{Source}: it holds no resume state (only weights); use --init to start from it");
+        if (t.Optimizer != trainer.Optimizer)
+            throw new GpuRnnException($"{Source}: it was trained with {OptimizerName(t.Optimizer.Kind)} settings {t.Optimizer}; this run has {trainer.Optimizer}");
+        var names = trainer.Optimizer.SlotNames;
+        for (int slot = 0; slot < names.Count; slot++)
+        {
+            var flat = new float[model.Layout.Count];
+            foreach (var p in model.Layout.Tensors)
+                OptimizerSlots[$"optim.{p.Name}.{names[slot]}"].CopyTo(flat, p.Offset);
+            trainer.SetSlot(slot, flat);
+        }
+        trainer.StepCount = t.Step;
+        trainer.SetState(t.Batch, t.SeqLen, HiddenState);
+    }
+
+    /// <summary>The command-line name of an optimizer.</summary>
+    public static string OptimizerName(OptimizerKind kind) => kind switch
+    {
+        OptimizerKind.Sgd => "sgd",
+        OptimizerKind.Adagrad => "adagrad",
+        OptimizerKind.RmsProp => "rmsprop",
+        OptimizerKind.Adam => "adam",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown optimizer"),
+    };
+
+    /// <summary>The optimizer of a command-line name.</summary>
+    /// <exception cref="GpuRnnException">Unknown name.</exception>
+    public static OptimizerKind ParseOptimizer(string name) => name switch
+    {
+        "sgd" => OptimizerKind.Sgd,
+        "adagrad" => OptimizerKind.Adagrad,
+        "rmsprop" => OptimizerKind.RmsProp,
+        "adam" => OptimizerKind.Adam,
+        _ => throw new GpuRnnException($"--optimizer {name}: use sgd, adam, adagrad or rmsprop"),
+    };
+
+    private static TokenizerKind ParseTokenizer(string name, Func<string, GpuRnnException> bad)
+    {
+        try
+        {
+            return GpuRnn.Tokenizer.Parse(name);
+        }
+        catch (GpuRnnException)
+        {
+            throw bad($"metadata '{TokenizerKey}' is '{name}'; expected char or word");
+        }
+    }
+
+    private static TrainingState ParseTraining(string json, Func<string, GpuRnnException> bad)
+    {
+        TrainJson? t;
+        try
+        {
+            t = JsonSerializer.Deserialize<TrainJson>(json);
+        }
+        catch (JsonException e)
+        {
+            throw bad($"metadata '{TrainKey}' is malformed: {e.Message.Split('\n')[0]}");
+        }
+        if (t is null || t.Step < 0 || t.Epoch < 0 || t.Position < 0 || t.Batch < 1 || t.SeqLen < 1 || !(t.ValFraction >= 0 && t.ValFraction < 1))
+            throw bad($"metadata '{TrainKey}' has out-of-range values");
+        OptimizerKind kind;
+        try
+        {
+            kind = ParseOptimizer(t.Optimizer);
+        }
+        catch (GpuRnnException)
+        {
+            throw bad($"metadata '{TrainKey}' names an unknown optimizer '{t.Optimizer}'");
+        }
+        var optimizer = new OptimizerSettings(kind, t.Lr, t.Momentum, t.ClipNorm, t.ClipValue);
+        try
+        {
+            optimizer.Validate();
+        }
+        catch (GpuRnnException e)
+        {
+            throw bad($"metadata '{TrainKey}': {e.Message}");
+        }
+        return new TrainingState(t.Step, t.Epoch, t.Position, t.Batch, t.SeqLen, t.ValFraction, optimizer, t.Seed, t.BestValLoss ?? double.NaN);
+    }
+
+    private static string Show(int[] shape) => "[" + string.Join(", ", shape) + "]";
+
+    /// <summary>The JSON of <c>gpurnn.train</c>.</summary>
+    private sealed record TrainJson(long Step, int Epoch, int Position, int Batch, int SeqLen, double ValFraction,
+        string Optimizer, float Lr, float Momentum, float ClipNorm, float ClipValue, int Seed, double? BestValLoss);
+}
