@@ -256,6 +256,7 @@ internal sealed class TrainRun
         if (SampleLength < 0)
             throw new GpuRnnException($"--sample-length must be 0 or positive (got {SampleLength})");
         Optimizer.Validate();
+        GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
     }
 }
 

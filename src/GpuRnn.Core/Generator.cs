@@ -146,19 +146,19 @@ public sealed class Generator : IDisposable
         ArrayView<float> below = default;
         for (int layer = 0; layer < c.Layers; layer++)
         {
-            var bIh = model.View($"rnn.bias_ih_l{layer}");
-            var bHh = model.View($"rnn.bias_hh_l{layer}");
+            var bIh = model.View(model.Layout.BiasIh[layer]);
+            var bHh = model.View(model.Layout.BiasHh[layer]);
             if (layer == 0)
-                k.EmbeddingForward(1, h, c.Vocab, id.View, model.View("rnn.weight_ih_l0"), bIh, bHh, x.View);
+                k.EmbeddingForward(1, h, c.Vocab, id.View, model.View(model.Layout.WeightIh[0]), bIh, bHh, x.View);
             else
-                k.GemmBias(new GemmShape(1, h, h, false, true), below, model.View($"rnn.weight_ih_l{layer}"), x.View, bIh, bHh);
+                k.GemmBias(new GemmShape(1, h, h, false, true), below, model.View(model.Layout.WeightIh[layer]), x.View, bIh, bHh);
             var hNow = State(layer, current[layer]);
             var hNext = State(layer, 1 - current[layer]);
-            k.RecurrentForward(1, h, hNow, model.View($"rnn.weight_hh_l{layer}"), x.View, hNext);
+            k.RecurrentForward(1, h, hNow, model.View(model.Layout.WeightHh[layer]), x.View, hNext);
             current[layer] = 1 - current[layer];
             below = hNext;
         }
-        k.GemmBias(new GemmShape(1, c.Vocab, h, false, true), below, model.View("decoder.weight"), logits.View, model.View("decoder.bias"));
+        k.GemmBias(new GemmShape(1, c.Vocab, h, false, true), below, model.View(model.Layout.DecoderWeight), logits.View, model.View(model.Layout.DecoderBias));
     }
 
     private ArrayView<float> State(int layer, int slot) =>

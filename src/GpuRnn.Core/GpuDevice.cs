@@ -66,6 +66,14 @@ public sealed class GpuDevice : IDisposable
         return Enumerate(context).Select(d => d.Info).ToList();
     }
 
+    /// <summary>The device <see cref="Open"/> would pick for <paramref name="spec"/>, without opening it.</summary>
+    /// <exception cref="GpuRnnException">The spec is malformed or names a device that is not present.</exception>
+    public static DeviceInfo Resolve(string spec)
+    {
+        using var context = CreateContext();
+        return Pick(context, spec).Info;
+    }
+
     /// <summary>
     /// Opens a device by spec: <c>auto</c> (CUDA, then an OpenCL GPU, then the CPU accelerator),
     /// <c>cuda</c>, <c>opencl</c> or <c>cpu</c>, each with an optional <c>:index</c>.
@@ -76,23 +84,14 @@ public sealed class GpuDevice : IDisposable
     public static GpuDevice Open(string spec = "auto", bool? sharedTiles = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var (kind, index) = ParseSpec(spec);
         var context = CreateContext();
         try
         {
-            var found = Enumerate(context);
-            (Device Device, DeviceInfo Info)? pick = kind is null
-                ? found.First(d => d.Info.Kind != DeviceKind.OpenCL || d.Info.IsGpu)
-                : found.Where(d => d.Info.Kind == kind).Skip(index).Cast<(Device, DeviceInfo)?>().FirstOrDefault();
-            if (pick is null)
-            {
-                string present = string.Join(", ", found.Select(d => d.Info.Spec + " " + d.Info.Name));
-                throw new GpuRnnException($"--device {spec}: no such device; present: {present}");
-            }
-            var accelerator = pick.Value.Device.CreateAccelerator(context);
+            var (device, info) = Pick(context, spec);
+            var accelerator = device.CreateAccelerator(context);
             try
             {
-                return new GpuDevice(context, accelerator, pick.Value.Info, sharedTiles);
+                return new GpuDevice(context, accelerator, info, sharedTiles);
             }
             catch
             {
@@ -105,6 +104,21 @@ public sealed class GpuDevice : IDisposable
             context.Dispose();
             throw;
         }
+    }
+
+    private static (Device Device, DeviceInfo Info) Pick(Context context, string spec)
+    {
+        var (kind, index) = ParseSpec(spec);
+        var found = Enumerate(context);
+        (Device Device, DeviceInfo Info)? pick = kind is null
+            ? found.First(d => d.Info.Kind != DeviceKind.OpenCL || d.Info.IsGpu)
+            : found.Where(d => d.Info.Kind == kind).Skip(index).Cast<(Device, DeviceInfo)?>().FirstOrDefault();
+        if (pick is null)
+        {
+            string present = string.Join(", ", found.Select(d => d.Info.Spec + " " + d.Info.Name));
+            throw new GpuRnnException($"--device {spec}: no such device; present: {present}");
+        }
+        return pick.Value;
     }
 
     private static Context CreateContext() => Context.Create(b => b.Default().EnableAlgorithms());

@@ -47,6 +47,12 @@ public sealed class ParameterLayout
         Add("decoder.weight", vocab, hidden);
         Add("decoder.bias", vocab);
         Tensors = list;
+        WeightIh = Enumerable.Range(0, layers).Select(k => list[4 * k]).ToArray();
+        WeightHh = Enumerable.Range(0, layers).Select(k => list[4 * k + 1]).ToArray();
+        BiasIh = Enumerable.Range(0, layers).Select(k => list[4 * k + 2]).ToArray();
+        BiasHh = Enumerable.Range(0, layers).Select(k => list[4 * k + 3]).ToArray();
+        DecoderWeight = list[4 * layers];
+        DecoderBias = list[4 * layers + 1];
         Count = offset;
         if (Count > int.MaxValue)
             throw new GpuRnnException($"the model has {Count} parameters; at most {int.MaxValue} are supported");
@@ -64,6 +70,24 @@ public sealed class ParameterLayout
 
     /// <summary>Every tensor in buffer order.</summary>
     public IReadOnlyList<ParameterTensor> Tensors { get; }
+
+    /// <summary><c>rnn.weight_ih_l{k}</c> by layer (looked up once, so the training step builds no names).</summary>
+    public IReadOnlyList<ParameterTensor> WeightIh { get; }
+
+    /// <summary><c>rnn.weight_hh_l{k}</c> by layer.</summary>
+    public IReadOnlyList<ParameterTensor> WeightHh { get; }
+
+    /// <summary><c>rnn.bias_ih_l{k}</c> by layer.</summary>
+    public IReadOnlyList<ParameterTensor> BiasIh { get; }
+
+    /// <summary><c>rnn.bias_hh_l{k}</c> by layer.</summary>
+    public IReadOnlyList<ParameterTensor> BiasHh { get; }
+
+    /// <summary><c>decoder.weight</c>.</summary>
+    public ParameterTensor DecoderWeight { get; }
+
+    /// <summary><c>decoder.bias</c>.</summary>
+    public ParameterTensor DecoderBias { get; }
 
     /// <summary>Total number of parameters.</summary>
     public long Count { get; }

@@ -52,14 +52,16 @@ public sealed class RnnModel : IDisposable
     public ArrayView<float> Parameters => parameters.View;
 
     /// <summary>The device view of one tensor.</summary>
-    public ArrayView<float> View(string name) => ViewOf(parameters.View, name);
+    public ArrayView<float> View(string name) => View(Layout[name]);
+
+    /// <summary>The device view of one tensor.</summary>
+    public ArrayView<float> View(ParameterTensor tensor) => ViewOf(parameters.View, tensor);
 
     /// <summary>The view of tensor <paramref name="name"/> inside any buffer laid out like the parameters (gradients, optimizer slots).</summary>
-    public ArrayView<float> ViewOf(ArrayView<float> flat, string name)
-    {
-        var t = Layout[name];
-        return flat.SubView(t.Offset, t.Length);
-    }
+    public ArrayView<float> ViewOf(ArrayView<float> flat, string name) => ViewOf(flat, Layout[name]);
+
+    /// <summary>The view of <paramref name="tensor"/> inside any buffer laid out like the parameters.</summary>
+    public static ArrayView<float> ViewOf(ArrayView<float> flat, ParameterTensor tensor) => flat.SubView(tensor.Offset, tensor.Length);
 
     /// <summary>Copies one tensor to the host (row-major).</summary>
     public float[] GetTensor(string name)

@@ -89,13 +89,13 @@ public sealed class Trainer : IDisposable
 
         // ---- backward, in reverse: decoder, then each layer's time loop from the top layer down.
         var g = gradients.View;
-        k.Gemm(new GemmShape(p, h, v, false, false), 1f, logits, model.View("decoder.weight"), 0f, dH);        // dH [P, H] = dlogits · W_dec
-        k.Gemm(new GemmShape(v, h, p, true, false), 1f, logits, top, 0f, model.ViewOf(g, "decoder.weight"));    // dW_dec [V, H] = dlogitsᵀ · H_top
-        var dbDec = model.ViewOf(g, "decoder.bias");
+        k.Gemm(new GemmShape(p, h, v, false, false), 1f, logits, model.View(model.Layout.DecoderWeight), 0f, dH);        // dH [P, H] = dlogits · W_dec
+        k.Gemm(new GemmShape(v, h, p, true, false), 1f, logits, top, 0f, RnnModel.ViewOf(g, model.Layout.DecoderWeight));    // dW_dec [V, H] = dlogitsᵀ · H_top
+        var dbDec = RnnModel.ViewOf(g, model.Layout.DecoderBias);
         k.ColumnSum(p, v, logits, dbDec, dbDec);
         for (int layer = layers - 1; layer >= 0; layer--)
         {
-            var wHh = model.View($"rnn.weight_hh_l{layer}");
+            var wHh = model.View(model.Layout.WeightHh[layer]);
             long bh = (long)b * h;
             for (int t = s - 1; t >= 0; t--)
             {
@@ -103,17 +103,17 @@ public sealed class Trainer : IDisposable
                 k.RecurrentBackward(b, h, t + 1 < s, dzNext, wHh, dH.SubView(t * bh, bh), a.HiddenAt(layer, t + 1, h), dZ.SubView(t * bh, bh));
             }
             // dW_hh [H, H] = Σ_t dz_tᵀ h_{t−1}: one GEMM over all s·B positions (h_0 … h_{s−1}).
-            k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, a.Hidden[layer].View.SubView(0, ph), 0f, model.ViewOf(g, $"rnn.weight_hh_l{layer}"));
-            k.ColumnSum(p, h, dZ, model.ViewOf(g, $"rnn.bias_ih_l{layer}"), model.ViewOf(g, $"rnn.bias_hh_l{layer}"));
+            k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, a.Hidden[layer].View.SubView(0, ph), 0f, RnnModel.ViewOf(g, model.Layout.WeightHh[layer]));
+            k.ColumnSum(p, h, dZ, RnnModel.ViewOf(g, model.Layout.BiasIh[layer]), RnnModel.ViewOf(g, model.Layout.BiasHh[layer]));
             if (layer == 0)
             {
-                k.EmbeddingBackward(h, v, a.TokenOffsets.View, a.TokenPositions.View, dZ, model.ViewOf(g, "rnn.weight_ih_l0"));
+                k.EmbeddingBackward(h, v, a.TokenOffsets.View, a.TokenPositions.View, dZ, RnnModel.ViewOf(g, model.Layout.WeightIh[0]));
             }
             else
             {
                 var below = Outputs(a, layer - 1, s, h);
-                k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, below, 0f, model.ViewOf(g, $"rnn.weight_ih_l{layer}")); // dW_ih = dZᵀ · H_below
-                k.Gemm(new GemmShape(p, h, h, false, false), 1f, dZ, model.View($"rnn.weight_ih_l{layer}"), 0f, dH);      // dH_below = dZ · W_ih
+                k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, below, 0f, RnnModel.ViewOf(g, model.Layout.WeightIh[layer])); // dW_ih = dZᵀ · H_below
+                k.Gemm(new GemmShape(p, h, h, false, false), 1f, dZ, model.View(model.Layout.WeightIh[layer]), 0f, dH);      // dH_below = dZ · W_ih
             }
         }
 
@@ -189,17 +189,17 @@ public sealed class Trainer : IDisposable
         // Layer by layer: the input term for all s steps at once, then the recurrence, one launch a step.
         for (int layer = 0; layer < layers; layer++)
         {
-            var bIh = model.View($"rnn.bias_ih_l{layer}");
-            var bHh = model.View($"rnn.bias_hh_l{layer}");
+            var bIh = model.View(model.Layout.BiasIh[layer]);
+            var bHh = model.View(model.Layout.BiasHh[layer]);
             if (layer == 0)
-                k.EmbeddingForward(p, h, v, a.Ids.View, model.View("rnn.weight_ih_l0"), bIh, bHh, x);
+                k.EmbeddingForward(p, h, v, a.Ids.View, model.View(model.Layout.WeightIh[0]), bIh, bHh, x);
             else
-                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View($"rnn.weight_ih_l{layer}"), x, bIh, bHh);
-            var wHh = model.View($"rnn.weight_hh_l{layer}");
+                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View(model.Layout.WeightIh[layer]), x, bIh, bHh);
+            var wHh = model.View(model.Layout.WeightHh[layer]);
             for (int t = 0; t < s; t++)
                 k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
         }
-        k.GemmBias(new GemmShape(p, v, h, false, true), Outputs(a, layers - 1, s, h), model.View("decoder.weight"), logits, model.View("decoder.bias"));
+        k.GemmBias(new GemmShape(p, v, h, false, true), Outputs(a, layers - 1, s, h), model.View(model.Layout.DecoderWeight), logits, model.View(model.Layout.DecoderBias));
         k.SoftmaxCrossEntropy(p, v, scale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
         k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
         return counted;
