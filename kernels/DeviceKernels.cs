@@ -30,6 +30,7 @@ public sealed partial class DeviceKernels
         LoadSoftmaxCrossEntropy();
         LoadReductions();
         LoadOptimizers();
+        LoadLastState();
     }
 
     /// <summary>The accelerator the kernels were compiled for.</summary>

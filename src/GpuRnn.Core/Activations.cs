@@ -11,7 +11,7 @@ internal sealed class Activations : IDisposable
 {
     private readonly List<IDisposable> owned = [];
 
-    public Activations(Accelerator accelerator, ParameterLayout layout, int batch, int capacity)
+    public Activations(Accelerator accelerator, ParameterLayout layout, bool classifier, int batch, int capacity)
     {
         Batch = batch;
         Capacity = capacity;
@@ -27,13 +27,19 @@ internal sealed class Activations : IDisposable
             Hidden[k] = Own(accelerator.Allocate1D<float>((long)(capacity + 1) * batch * h)); // [T + 1, B, H]; slot 0 is h_0
             Hidden[k].MemSetToZero();
         }
-        Logits = Own(accelerator.Allocate1D<float>((long)p * v));     // [T, B, V], overwritten by dlogits
+        // A language model has logits at every position, [T, B, V]; a classifier one row per sequence, [B, C].
+        Logits = Own(accelerator.Allocate1D<float>(classifier ? (long)batch * layout.Outputs : (long)p * v)); // overwritten by dlogits
+        LastRows = Own(accelerator.Allocate1D<int>(batch));          // [B] row p of each sequence's last true step
+        Labels = Own(accelerator.Allocate1D<int>(batch));            // [B]
+        HLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] last true state of the top layer
+        DLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] its gradient
         RowLoss = Own(accelerator.Allocate1D<float>(p));              // [T·B]
         DH = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's output
         DZ = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's pre-activation
         Scalars = Own(accelerator.Allocate1D<float>(2));              // [loss sum, squared gradient norm]
         HostOffsets = new int[v + 1];
         HostPositions = new int[p];
+        HostRows = new int[batch];
     }
 
     public int Batch { get; }
@@ -49,6 +55,11 @@ internal sealed class Activations : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> DH { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> DZ { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> Scalars { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> LastRows { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> Labels { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> HLast { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> DLast { get; }
+    public int[] HostRows { get; }
     public int[] HostOffsets { get; }
     public int[] HostPositions { get; }
 

@@ -11,15 +11,18 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
 /// Where every tensor of an L-layer Elman language model lives in the one flat parameter buffer
 /// (DESIGN.md §2), with PyTorch's <c>state_dict</c> names: per layer k <c>rnn.weight_ih_l{k}</c>,
 /// <c>rnn.weight_hh_l{k}</c>, <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c>, then
-/// <c>decoder.weight</c> and <c>decoder.bias</c>. Gradients and optimizer slots use the same offsets.
+/// <c>decoder.weight</c> and <c>decoder.bias</c> (over the vocabulary for a language model, over the
+/// classes for a classifier). Gradients and optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterTensor> byName;
 
-    /// <summary>The layout of a model with vocabulary V, hidden size H and L layers.</summary>
-    public ParameterLayout(int vocab, int hidden, int layers)
+    /// <summary>The layout of a model with vocabulary V, hidden size H, L layers and a decoder of <paramref name="outputs"/> rows (V when 0).</summary>
+    public ParameterLayout(int vocab, int hidden, int layers, int outputs = 0)
     {
+        if (outputs == 0)
+            outputs = vocab;
         if (vocab < 1)
             throw new GpuRnnException($"vocabulary size must be at least 1 (got {vocab})");
         if (hidden < 1)
@@ -44,8 +47,11 @@ public sealed class ParameterLayout
             Add($"rnn.bias_ih_l{k}", hidden);
             Add($"rnn.bias_hh_l{k}", hidden);
         }
-        Add("decoder.weight", vocab, hidden);
-        Add("decoder.bias", vocab);
+        if (outputs < 1)
+            throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
+        Outputs = outputs;
+        Add("decoder.weight", outputs, hidden);
+        Add("decoder.bias", outputs);
         Tensors = list;
         WeightIh = Enumerable.Range(0, layers).Select(k => list[4 * k]).ToArray();
         WeightHh = Enumerable.Range(0, layers).Select(k => list[4 * k + 1]).ToArray();
@@ -61,6 +67,9 @@ public sealed class ParameterLayout
 
     /// <summary>Vocabulary size.</summary>
     public int V { get; }
+
+    /// <summary>Decoder rows: V for a language model, C for a classifier.</summary>
+    public int Outputs { get; }
 
     /// <summary>Hidden size.</summary>
     public int H { get; }

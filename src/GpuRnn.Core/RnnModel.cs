@@ -3,11 +3,19 @@ using ILGPU.Runtime;
 
 namespace GpuRnn;
 
-/// <summary>Sizes of an Elman RNN language model.</summary>
-/// <param name="Vocab">V, the vocabulary size (input one-hot width and output classes).</param>
+/// <summary>Sizes of an Elman RNN model: a language model (decoder over the vocabulary at every step) or, with classes, a many-to-one classifier (decoder over the classes from each sequence's last true state).</summary>
+/// <param name="Vocab">V, the vocabulary size (the one-hot input width).</param>
 /// <param name="Hidden">H, hidden units per layer.</param>
 /// <param name="Layers">L, stacked tanh layers.</param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers);
+/// <param name="Classes">C, the classes of a classifier; 0 for a language model.</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0)
+{
+    /// <summary>True for a many-to-one classifier.</summary>
+    public bool IsClassifier => Classes > 0;
+
+    /// <summary>Rows of the decoder: C for a classifier, V for a language model.</summary>
+    public int Outputs => IsClassifier ? Classes : Vocab;
+}
 
 /// <summary>
 /// An L-layer Elman RNN (tanh) with a linear decoder over the vocabulary: the parameters in one
@@ -29,7 +37,7 @@ public sealed class RnnModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         Device = device;
         Config = config;
-        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers);
+        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs);
         parameters = device.Accelerator.Allocate1D<float>(Layout.Count);
         var host = new float[Layout.Count];
         var rng = new Random(seed);

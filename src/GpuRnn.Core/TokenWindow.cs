@@ -17,6 +17,8 @@ public sealed class TokenWindow
         Capacity = capacity;
         Inputs = new int[batch * capacity];
         Targets = new int[batch * capacity];
+        Lengths = new int[batch];
+        Labels = new int[batch];
     }
 
     /// <summary>B, the number of parallel sequences.</summary>
@@ -33,6 +35,12 @@ public sealed class TokenWindow
 
     /// <summary>Target ids [T, B] time-major; a negative target is ignored (no loss, no gradient).</summary>
     public int[] Targets { get; }
+
+    /// <summary>True length of each sequence [B] (1 ≤ length ≤ s), used by a classifier to read each sequence's last true state.</summary>
+    public int[] Lengths { get; }
+
+    /// <summary>Class of each sequence [B] (classifier windows).</summary>
+    public int[] Labels { get; }
 
     /// <summary>True when the hidden state must start from zero (first window of an epoch) instead of being carried.</summary>
     public bool ResetState { get; set; }

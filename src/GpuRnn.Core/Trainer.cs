@@ -84,15 +84,27 @@ public sealed class Trainer : IDisposable
         long ph = (long)p * h;
         var dH = a.DH.View.SubView(0, ph);
         var dZ = a.DZ.View.SubView(0, ph);
-        var logits = a.Logits.View.SubView(0, (long)p * v);
+        var logits = model.Config.IsClassifier ? default : a.Logits.View.SubView(0, (long)p * v);
         var top = Outputs(a, layers - 1, s, h);
 
         // ---- backward, in reverse: decoder, then each layer's time loop from the top layer down.
         var g = gradients.View;
-        k.Gemm(new GemmShape(p, h, v, false, false), 1f, logits, model.View(model.Layout.DecoderWeight), 0f, dH);        // dH [P, H] = dlogits · W_dec
-        k.Gemm(new GemmShape(v, h, p, true, false), 1f, logits, top, 0f, RnnModel.ViewOf(g, model.Layout.DecoderWeight));    // dW_dec [V, H] = dlogitsᵀ · H_top
         var dbDec = RnnModel.ViewOf(g, model.Layout.DecoderBias);
-        k.ColumnSum(p, v, logits, dbDec, dbDec);
+        if (!model.Config.IsClassifier)
+        {
+            k.Gemm(new GemmShape(p, h, v, false, false), 1f, logits, model.View(model.Layout.DecoderWeight), 0f, dH);          // dH [P, H] = dlogits · W_dec
+            k.Gemm(new GemmShape(v, h, p, true, false), 1f, logits, top, 0f, RnnModel.ViewOf(g, model.Layout.DecoderWeight)); // dW_dec [V, H] = dlogitsᵀ · H_top
+            k.ColumnSum(p, v, logits, dbDec, dbDec);
+        }
+        else
+        {
+            int c = model.Config.Classes;
+            var dClass = a.Logits.View.SubView(0, (long)b * c);                                                                        // [B, C]
+            k.Gemm(new GemmShape(b, h, c, false, false), 1f, dClass, model.View(model.Layout.DecoderWeight), 0f, a.DLast.View);         // dLast [B, H] = dlogits · W_dec
+            k.Gemm(new GemmShape(c, h, b, true, false), 1f, dClass, a.HLast.View, 0f, RnnModel.ViewOf(g, model.Layout.DecoderWeight)); // dW_dec [C, H] = dlogitsᵀ · h_last
+            k.ColumnSum(b, c, dClass, dbDec, dbDec);
+            k.LastStateBackward(p, b, h, a.LastRows.View, a.DLast.View, dH); // the gradient enters at each sequence's last true step only
+        }
         for (int layer = layers - 1; layer >= 0; layer--)
         {
             var wHh = model.View(model.Layout.WeightHh[layer]);
@@ -135,19 +147,46 @@ public sealed class Trainer : IDisposable
     public (double Loss, long Tokens) Evaluate(int[] ids, int batch, int seqLen)
     {
         var data = new StreamBatcher(ids, batch, seqLen);
+        return Evaluate(Enumerable.Range(0, data.WindowsPerEpoch).Select(_ => data.Next()));
+    }
+
+    /// <summary>
+    /// Mean loss per counted target (tokens for a language model, labels for a classifier) over
+    /// <paramref name="windows"/>, with a hidden state of its own (reset where a window says so),
+    /// without touching the training state or the gradients. Returns the mean and the count.
+    /// </summary>
+    public (double Loss, long Count) Evaluate(IEnumerable<TokenWindow> windows)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
         double sum = 0;
-        long tokens = 0;
+        long count = 0;
         Span<float> windowSum = stackalloc float[1];
-        for (int w = 0; w < data.WindowsPerEpoch; w++)
+        foreach (var window in windows)
         {
-            var window = data.Next();
             evalAct = Prepare(evalAct, window);
-            tokens += Forward(evalAct, window);
+            count += Forward(evalAct, window);
             Carry(evalAct, window.Steps);
             k.Download(evalAct.Scalars.View.SubView(Activations.LossSlot, 1), windowSum);
             sum += windowSum[0];
         }
-        return (tokens > 0 ? sum / tokens : double.NaN, tokens);
+        return (count > 0 ? sum / count : double.NaN, count);
+    }
+
+    /// <summary>
+    /// The raw decoder outputs of a classifier window, [B, C] row-major (softmax them for
+    /// probabilities), from a zero state; the training state is untouched.
+    /// </summary>
+    public float[] ClassLogits(TokenWindow window)
+    {
+        ArgumentNullException.ThrowIfNull(window);
+        if (!model.Config.IsClassifier)
+            throw new InvalidOperationException("ClassLogits needs a classifier model.");
+        window.ResetState = true;
+        evalAct = Prepare(evalAct, window);
+        Forward(evalAct, window, withLoss: false);
+        var host = new float[window.Batch * model.Config.Classes];
+        k.Download(evalAct.Logits.View, host);
+        return host;
     }
 
     /// <summary>
@@ -155,7 +194,7 @@ public sealed class Trainer : IDisposable
     /// time, logits, loss per row and its sum, dlogits (in place of the logits, scaled for the
     /// mean). Returns the number of counted (non-ignored) targets.
     /// </summary>
-    private int Forward(Activations a, TokenWindow window)
+    private int Forward(Activations a, TokenWindow window, bool withLoss = true)
     {
         var layout = model.Layout;
         int v = layout.V, h = layout.H, layers = layout.L;
@@ -177,15 +216,17 @@ public sealed class Trainer : IDisposable
         }
         foreach (int id in inputs)
         {
-            if (id < 0 || id >= v)
-                throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}.");
+            if (id >= v)
+                throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}."); // negative = padding: no input
         }
         k.Upload<int>(inputs, a.Ids.View);
         k.Upload<int>(targets, a.Targets.View);
         float scale = counted > 0 ? 1f / counted : 0f;
+        if (model.Config.IsClassifier)
+            counted = 0; // a classifier's loss counts labels, not token targets
 
         var x = a.X.View.SubView(0, (long)p * h);
-        var logits = a.Logits.View.SubView(0, (long)p * v);
+        var logits = model.Config.IsClassifier ? default : a.Logits.View.SubView(0, (long)p * v);
         // Layer by layer: the input term for all s steps at once, then the recurrence, one launch a step.
         for (int layer = 0; layer < layers; layer++)
         {
@@ -199,10 +240,42 @@ public sealed class Trainer : IDisposable
             for (int t = 0; t < s; t++)
                 k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
         }
-        k.GemmBias(new GemmShape(p, v, h, false, true), Outputs(a, layers - 1, s, h), model.View(model.Layout.DecoderWeight), logits, model.View(model.Layout.DecoderBias));
-        k.SoftmaxCrossEntropy(p, v, scale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
-        k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
-        return counted;
+        var top = Outputs(a, layers - 1, s, h);
+        if (!model.Config.IsClassifier)
+        {
+            k.GemmBias(new GemmShape(p, v, h, false, true), top, model.View(model.Layout.DecoderWeight), logits, model.View(model.Layout.DecoderBias));
+            if (!withLoss)
+                return counted;
+            k.SoftmaxCrossEntropy(p, v, scale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
+            k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
+            return counted;
+        }
+
+        // Many-to-one: the decoder reads each sequence's last true state (row (length − 1)·B + b).
+        int c = model.Config.Classes;
+        for (int i = 0; i < b; i++)
+        {
+            int length = window.Lengths[i];
+            if (length < 1 || length > s)
+                throw new ArgumentOutOfRangeException(nameof(window), $"sequence {i} has length {length}; it must be between 1 and {s}.");
+            int label = window.Labels[i];
+            if (label >= c)
+                throw new ArgumentOutOfRangeException(nameof(window), $"label {label} of sequence {i} is outside the {c} classes.");
+            a.HostRows[i] = (length - 1) * b + i;
+        }
+        k.Upload<int>(a.HostRows.AsSpan(0, b), a.LastRows.View);
+        k.Upload<int>(window.Labels.AsSpan(0, b), a.Labels.View);
+        var classLogits = a.Logits.View.SubView(0, (long)b * c);
+        k.LastStateForward(b, h, a.LastRows.View, top, a.HLast.View);
+        k.GemmBias(new GemmShape(b, c, h, false, true), a.HLast.View, model.View(model.Layout.DecoderWeight), classLogits, model.View(model.Layout.DecoderBias));
+        if (!withLoss)
+            return b;
+        int labelled = 0;
+        foreach (int label in window.Labels.AsSpan(0, b))
+            labelled += label >= 0 ? 1 : 0;
+        k.SoftmaxCrossEntropy(b, c, labelled > 0 ? 1f / labelled : 0f, classLogits, a.Labels.View, a.RowLoss.View, classLogits);
+        k.ReduceSum(b, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
+        return labelled;
     }
 
     /// <summary>The mean loss of the last <see cref="ComputeGradients"/> window (reads one float from the device).</summary>
@@ -308,7 +381,7 @@ public sealed class Trainer : IDisposable
         int batch = window.Batch, capacity = window.Capacity;
         if (current is not null && current.Batch == batch && current.Capacity >= capacity)
             return current;
-        var fresh = new Activations(model.Device.Accelerator, model.Layout, batch, capacity);
+        var fresh = new Activations(model.Device.Accelerator, model.Layout, model.Config.IsClassifier, batch, capacity);
         if (current is not null)
         {
             if (current.Batch == batch)

@@ -1,0 +1,134 @@
+using GpuRnn.Tests.Reference;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+/// <summary>Padded batches of whole sequences (line and labelled modes) against unpadded references.</summary>
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
+{
+    /// <summary>Same float32-vs-double bound as the stream-mode whole-step test (TrainerTests).</summary>
+    private const double Rtol = 1e-5, Atol = 1e-5;
+
+    /// <summary>Lengths that differ, including 1 and one much longer sequence.</summary>
+    private static int[][] Sequences(int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        int[] lengths = [3, 1, 9, 2, 4];
+        return lengths.Select(n => Enumerable.Range(0, n).Select(_ => 4 + rng.Next(vocab - 4)).ToArray()).ToArray();
+    }
+
+    private static Dictionary<string, float[]> Weights(RnnModel model) => model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name));
+
+    private void AssertGradients(Trainer trainer, RnnModel model, Dictionary<string, double[]> expected)
+    {
+        foreach (var t in model.Layout.Tensors)
+        {
+            var e = expected[t.Name];
+            double scale = e.Max(Math.Abs);
+            AssertClose(trainer.GetGradient(t.Name), e, i => Atol * scale + Rtol * Math.Abs(e[i]), t.Name);
+        }
+    }
+
+    /// <summary>
+    /// A padded batch of lines gives the loss and gradients of the same lines run one at a time,
+    /// unpadded, through the stream reference (mean over all predicted tokens = count-weighted mean).
+    /// </summary>
+    [TestCase(1, 7, 11)]
+    [TestCase(2, 5, 9)]
+    public void PaddedLinesEqualOneAtATime(int layers, int hidden, int vocab)
+    {
+        var seqs = Sequences(vocab, layers);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 7);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+        var batcher = new SequenceBatcher(seqs, null, seqs.Length, bos: 2, eos: 3, seed: 1);
+        var window = batcher.Next();
+        Assert.That(window.Steps, Is.EqualTo(10), "padded to the longest line + <bos>");
+        trainer.ComputeGradients(window);
+
+        var reference = RefModel.FromFloats(vocab, hidden, layers, Weights(model));
+        var grads = reference.Params.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
+        double lossSum = 0;
+        int tokens = 0;
+        foreach (var s in seqs)
+        {
+            int n = s.Length + 1;
+            var inputs = new int[1, n];
+            var targets = new int[1, n];
+            inputs[0, 0] = 2;
+            for (int t = 0; t < s.Length; t++)
+            {
+                inputs[0, t + 1] = s[t];
+                targets[0, t] = s[t];
+            }
+            targets[0, s.Length] = 3;
+            var r = RefRnn.ForwardBackward(reference, inputs, targets);
+            lossSum += r.Loss * n;
+            tokens += n;
+            foreach (var (name, g) in r.Grads)
+                for (int i = 0; i < g.Length; i++)
+                    grads[name][i] += g[i] * n;
+        }
+        foreach (var g in grads.Values)
+            for (int i = 0; i < g.Length; i++)
+                g[i] /= tokens;
+        Assert.That(trainer.ReadLoss(), Is.EqualTo(lossSum / tokens).Within(1e-5 * lossSum / tokens));
+        AssertGradients(trainer, model, grads);
+    }
+
+    /// <summary>Many-to-one from the last TRUE state of each sequence of a padded batch.</summary>
+    [TestCase(1, 6, 10, 3)]
+    [TestCase(2, 5, 8, 2)]
+    public void ClassifierMatchesTheReference(int layers, int hidden, int vocab, int classes)
+    {
+        var seqs = Sequences(vocab, 10 + layers);
+        int[] labels = seqs.Select((_, i) => i % classes).ToArray();
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, classes), seed: 8);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+        var batcher = new SequenceBatcher(seqs, labels, seqs.Length + 2, bos: -1, eos: -1, seed: 1); // 2 empty slots
+        trainer.ComputeGradients(batcher.Next());
+
+        var p = Weights(model).ToDictionary(kv => kv.Key, kv => kv.Value.Select(x => (double)x).ToArray());
+        var grads = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
+        double loss = 0;
+        for (int i = 0; i < seqs.Length; i++)
+        {
+            var r = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[i], labels[i]);
+            loss += r.Loss / seqs.Length;
+            foreach (var (name, g) in r.Grads)
+                for (int j = 0; j < g.Length; j++)
+                    grads[name][j] += g[j] / seqs.Length;
+        }
+        Assert.That(trainer.ReadLoss(), Is.EqualTo(loss).Within(1e-5 * loss));
+        AssertGradients(trainer, model, grads);
+
+        var logits = trainer.ClassLogits(batcher.InOrder().First());
+        var expected = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[0], labels[0]).Logits;
+        AssertClose(logits[..classes], expected, _ => 1e-5, "class logits of the first sequence");
+    }
+
+    [Test]
+    public void ReferenceClassifierMatchesFiniteDifferences()
+    {
+        const int v = 6, h = 4, layers = 2, c = 3;
+        var rng = new Random(2);
+        var p = new ParameterLayout(v, h, layers, c).Tensors.ToDictionary(t => t.Name, t => Enumerable.Range(0, (int)t.Length).Select(_ => rng.NextDouble() - 0.5).ToArray());
+        int[] seq = [1, 4, 2, 5];
+        var (_, grads, _) = RefClassifier.ForwardBackward(p, v, h, layers, c, seq, 2);
+        const double eps = 1e-6;
+        foreach (var (name, values) in p)
+        {
+            for (int i = 0; i < values.Length; i++)
+            {
+                double keep = values[i];
+                values[i] = keep + eps;
+                double up = RefClassifier.ForwardBackward(p, v, h, layers, c, seq, 2).Loss;
+                values[i] = keep - eps;
+                double down = RefClassifier.ForwardBackward(p, v, h, layers, c, seq, 2).Loss;
+                values[i] = keep;
+                double numeric = (up - down) / (2 * eps);
+                Assert.That(grads[name][i], Is.EqualTo(numeric).Within(1e-7 + 1e-6 * Math.Abs(numeric)), $"{name}[{i}]");
+            }
+        }
+    }
+}
