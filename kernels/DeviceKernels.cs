@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -17,12 +18,38 @@ public sealed partial class DeviceKernels
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         Accelerator = accelerator;
-        // Tiling per accelerator kind (DESIGN.md §9): the CPU accelerator emulates every group
-        // barrier with OS threads and allows at most 16 threads per group, so it gets 4×4 groups
-        // that skip shared memory; GPUs get 16×16 shared-memory tiles (2·16·16·4 B = 2 KB per group).
+        // Tiling per accelerator kind (DESIGN.md §9), fixed here so the step never decides it anew.
+        // GPUs: shared-memory tiles; the large tiling gives each of 16×16 threads a 4×4 register
+        // tile (64×64 of C per group, (65 + 65)·16·4 B ≈ 8 KB of shared memory, well inside 48 KB);
+        // the small one gives 16×16 threads one output each (16×16 per group, 2 KB) and is used when
+        // the large one would leave multiprocessors idle (the per-step recurrent [B, H] at B = 64).
+        // The CPU accelerator emulates every barrier with OS threads and allows at most 16 threads
+        // per group: by default it skips shared memory and runs 1×1 groups with a 4×4 register tile
+        // (small outputs: 2×2 groups of single outputs); forced shared tiles use 2×2 threads × 4×4
+        // (8×8 of C, 4-deep slices) and 4×4 threads × 1×1, so both tilings, partial register tiles
+        // and several K rounds occur at test sizes.
         bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        Tile = cpu ? 2 : 16;
-        SharedTiles = !cpu;
+        SharedTiles = sharedTiles ?? !cpu;
+        if (!cpu)
+        {
+            LargeTiling = new GemmTiling(16, 16, 4, 16);
+            SmallTiling = new GemmTiling(16, 16, 1, 16);
+            MinLargeGroups = Math.Max(accelerator.NumMultiprocessors, 1);
+        }
+        else if (SharedTiles)
+        {
+            LargeTiling = new GemmTiling(2, 2, 4, 4);
+            SmallTiling = new GemmTiling(4, 4, 1, 4);
+            MinLargeGroups = 4;
+        }
+        else
+        {
+            LargeTiling = new GemmTiling(1, 1, 4, 1);
+            SmallTiling = new GemmTiling(2, 2, 1, 1);
+            MinLargeGroups = 2;
+        }
+        if (SharedTiles && LargeTiling.SharedFloats * sizeof(float) > accelerator.MaxSharedMemoryPerGroup)
+            throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {LargeTiling.SharedFloats * sizeof(float)} B.");
         ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
         LoadGemm();
         LoadRecurrent();
@@ -36,11 +63,17 @@ public sealed partial class DeviceKernels
     /// <summary>The accelerator the kernels were compiled for.</summary>
     public Accelerator Accelerator { get; }
 
-    /// <summary>Edge of the square shared-memory tile used by the GEMM-based kernels.</summary>
-    public int Tile { get; }
-
     /// <summary>Whether the GEMM-shaped kernels stage tiles in shared memory (GPUs) or run the plain K loop (the CPU accelerator).</summary>
     public bool SharedTiles { get; }
+
+    /// <summary>The register-tiled GEMM tiling (4×4 outputs per thread), for outputs large enough to fill the device.</summary>
+    public GemmTiling LargeTiling { get; }
+
+    /// <summary>The one-output-per-thread tiling, for small outputs such as the per-step recurrent [B, H].</summary>
+    public GemmTiling SmallTiling { get; }
+
+    /// <summary>Fewest groups the large tiling must give an output for <see cref="TilingFor"/> to choose it.</summary>
+    public int MinLargeGroups { get; }
 
     /// <summary>Threads of the single group that runs the deterministic reductions.</summary>
     public int ReduceGroup { get; }
@@ -97,6 +130,36 @@ public sealed partial class DeviceKernels
     {
         if (!condition)
             throw new ArgumentException(message);
+    }
+
+    /// <summary>
+    /// As <see cref="Require(bool, string)"/> for an interpolated message, which is only formatted when
+    /// the condition fails: every launcher validates on every launch, and formatting eagerly would
+    /// allocate a string per launch in the training step.
+    /// </summary>
+    private static void Require(bool condition, [InterpolatedStringHandlerArgument(nameof(condition))] ref FailureMessage message)
+    {
+        if (!condition)
+            throw new ArgumentException(message.ToStringAndClear());
+    }
+
+    /// <summary>Builds an interpolated message only when the condition it belongs to is false.</summary>
+    [InterpolatedStringHandler]
+    private ref struct FailureMessage
+    {
+        private DefaultInterpolatedStringHandler inner;
+
+        public FailureMessage(int literalLength, int formattedCount, bool condition, out bool isEnabled)
+        {
+            isEnabled = !condition;
+            inner = isEnabled ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+        }
+
+        public void AppendLiteral(string value) => inner.AppendLiteral(value);
+
+        public void AppendFormatted<T>(T value) => inner.AppendFormatted(value);
+
+        public string ToStringAndClear() => inner.ToStringAndClear();
     }
 
     private static void RequireLength(ArrayView<float> view, long needed, string name)

@@ -1,5 +1,10 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+
+// The CPU accelerator builds each kernel's launcher in a dynamic assembly of this name; it must see
+// the internal epilogue structs that are kernel parameters (see IGemmEpilogue).
+[assembly: InternalsVisibleTo("ILGPURuntime")]
 
 namespace GpuRnn.Kernels;
 
@@ -49,87 +54,69 @@ public readonly struct GemmShape
 
     /// <summary>Elements C must hold.</summary>
     public long CLength => (long)M * N;
+
+    /// <summary>op(A)[i, p], for i &lt; M and p &lt; K.</summary>
+    internal float A(ArrayView<float> a, int i, int p) => TransposeA != 0 ? a[(long)p * M + i] : a[(long)i * K + p];
+
+    /// <summary>op(B)[p, j], for p &lt; K and j &lt; N.</summary>
+    internal float B(ArrayView<float> b, int p, int j) => TransposeB != 0 ? b[(long)j * K + p] : b[(long)p * N + j];
 }
 
-public sealed partial class DeviceKernels
+/// <summary>
+/// How one GEMM-shaped launch covers C: groups of ThreadsX × ThreadsY threads (the launch's group
+/// size), each thread owning a Micro × Micro register tile (Micro is 1 or 4) of outputs strided by
+/// the group size, so one group covers a [Micro·ThreadsY, Micro·ThreadsX] block of C; with shared
+/// memory each round stages Depth columns of op(A) and Depth rows of op(B) for that block.
+/// </summary>
+/// <param name="ThreadsX">Threads per group along N.</param>
+/// <param name="ThreadsY">Threads per group along M.</param>
+/// <param name="Micro">Outputs per thread along each of M and N: 1 or 4.</param>
+/// <param name="Depth">K-slice staged per round (shared-memory launches only).</param>
+public readonly record struct GemmTiling(int ThreadsX, int ThreadsY, int Micro, int Depth)
 {
-    /// <summary>
-    /// The inner product (op(A)·op(B))[i, j] shared by every GEMM-shaped kernel. The group is a
-    /// Tile×Tile square of threads; thread (x, y) owns C[i, j] with i = group row·Tile + y,
-    /// j = group column·Tile + x. On a GPU each round stages a Tile×Tile block of op(A) and of op(B)
-    /// in shared memory, so every element is read from global memory once per group instead of once
-    /// per thread. The loop runs over K (not over M, the bug of ILGPU's MatrixMultiply sample).
-    /// Every thread of the group must call this, in range or not, because of the barriers;
-    /// out-of-range loads read as 0. When the launch requests no shared memory (the CPU accelerator,
-    /// where each barrier is an OS-thread rendezvous and costs more than the arithmetic it saves)
-    /// each thread runs the plain K loop instead: same order of summation, same result.
-    /// </summary>
-    internal static float TileDot(GemmShape s, ArrayView<float> a, ArrayView<float> b, int i, int j)
-    {
-        var shared = SharedMemory.GetDynamic<float>();
-        if (shared.Length == 0)
-            return DirectDot(s, a, b, i, j);
-        int tile = Group.DimX;
-        int tx = Group.IdxX;
-        int ty = Group.IdxY;
-        var aTile = shared.SubView(0, tile * tile);          // [Tile, Tile] block of op(A)
-        var bTile = shared.SubView(tile * tile, tile * tile); // [Tile, Tile] block of op(B)
-        int lda = s.Lda;
-        int ldb = s.Ldb;
-        float acc = 0f;
-        for (int k0 = 0; k0 < s.K; k0 += tile)
-        {
-            int ka = k0 + tx; // column of op(A) this thread loads
-            int kb = k0 + ty; // row of op(B) this thread loads
-            float av = 0f;
-            if (i < s.M && ka < s.K)
-                av = s.TransposeA != 0 ? a[(long)ka * lda + i] : a[(long)i * lda + ka];
-            float bv = 0f;
-            if (j < s.N && kb < s.K)
-                bv = s.TransposeB != 0 ? b[(long)j * ldb + kb] : b[(long)kb * ldb + j];
-            aTile[ty * tile + tx] = av;
-            bTile[ty * tile + tx] = bv;
-            Group.Barrier();
-            for (int p = 0; p < tile; p++)
-                acc += aTile[ty * tile + p] * bTile[p * tile + tx];
-            Group.Barrier();
-        }
-        return acc;
-    }
+    /// <summary>Rows of C one group covers.</summary>
+    public int BlockRows => Micro * ThreadsY;
 
-    /// <summary>The plain K loop of <see cref="TileDot"/>, for launches without shared memory.</summary>
-    private static float DirectDot(GemmShape s, ArrayView<float> a, ArrayView<float> b, int i, int j)
-    {
-        if (i >= s.M || j >= s.N)
-            return 0f;
-        int lda = s.Lda;
-        int ldb = s.Ldb;
-        float acc = 0f;
-        for (int p = 0; p < s.K; p++)
-        {
-            float av = s.TransposeA != 0 ? a[(long)p * lda + i] : a[(long)i * lda + p];
-            float bv = s.TransposeB != 0 ? b[(long)j * ldb + p] : b[(long)p * ldb + j];
-            acc += av * bv;
-        }
-        return acc;
-    }
+    /// <summary>Columns of C one group covers.</summary>
+    public int BlockColumns => Micro * ThreadsX;
 
     /// <summary>
-    /// <c>C = α·op(A)·op(B) + β·C + bias1 + bias2</c>, the biases broadcast over rows ([N] each,
-    /// used when <paramref name="biasCount"/> says so). β = 0 never reads C, so C may hold garbage.
+    /// Floats of shared memory a group stages: [Depth, BlockRows + 1] of op(A)ᵀ and [Depth, BlockColumns + 1]
+    /// of op(B); the extra column keeps a transposing store from hitting one memory bank with every thread.
     /// </summary>
-    private static void GemmKernel(
-        GemmShape s, float alpha, float beta, int biasCount,
-        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> bias1, ArrayView<float> bias2)
+    public int SharedFloats => Depth * (BlockRows + 1 + BlockColumns + 1);
+
+    /// <summary>Groups needed for an [M, N] output.</summary>
+    public long Groups(int m, int n) => (long)DivUp(m, BlockRows) * DivUp(n, BlockColumns);
+
+    internal static int DivUp(int a, int b) => (Math.Max(a, 1) + b - 1) / b;
+}
+
+/// <summary>
+/// What a GEMM-shaped kernel does with each finished inner product (op(A)·op(B))[i, j]: the
+/// epilogue of the plain GEMM lives here, those of the fused recurrent steps in Recurrent.cs.
+/// Implemented by structs (their views are kernel parameters), so nothing is virtual on the device.
+/// </summary>
+internal interface IGemmEpilogue
+{
+    /// <summary>Consumes the inner product <paramref name="dot"/> of output (i, j); i &lt; M and j &lt; N.</summary>
+    void Apply(GemmShape s, int i, int j, float dot);
+}
+
+/// <summary><c>C = α·dot + β·C + bias1 + bias2</c>; β = 0 never reads C; biases [N] broadcast over rows when counted.</summary>
+internal readonly struct GemmEpilogue(float alpha, float beta, int biasCount, ArrayView<float> c, ArrayView<float> bias1, ArrayView<float> bias2) : IGemmEpilogue
+{
+    private readonly float alpha = alpha;
+    private readonly float beta = beta;
+    private readonly int biasCount = biasCount;
+    private readonly ArrayView<float> c = c;
+    private readonly ArrayView<float> bias1 = bias1;
+    private readonly ArrayView<float> bias2 = bias2;
+
+    public void Apply(GemmShape s, int i, int j, float dot)
     {
-        int j = Grid.IdxX * Group.DimX + Group.IdxX;
-        int i = Grid.IdxY * Group.DimY + Group.IdxY;
-        float acc = TileDot(s, a, b, i, j);
-        if (i >= s.M || j >= s.N)
-            return;
         long at = (long)i * s.N + j;
-        float v = alpha * acc;
+        float v = alpha * dot;
         if (beta != 0f)
             v += beta * c[at];
         if (biasCount > 0)
@@ -138,17 +125,156 @@ public sealed partial class DeviceKernels
             v += bias2[j];
         c[at] = v;
     }
+}
 
-    private Action<KernelConfig, GemmShape, float, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> gemm = null!;
+public sealed partial class DeviceKernels
+{
+    /// <summary>
+    /// The one GEMM-shaped kernel: every output (i, j) gets the inner product
+    /// <c>Σ_p op(A)[i, p]·op(B)[p, j]</c>, summed in increasing p from 0 (the same order on every
+    /// path, so the result does not depend on the tiling), then handed to <typeparamref name="TEpilogue"/>.
+    /// Thread (x, y) of group (gx, gy) owns rows <c>gy·BlockRows + y + r·ThreadsY</c> and columns
+    /// <c>gx·BlockColumns + x + c·ThreadsX</c>, r, c &lt; micro: strided, so neighbouring threads read
+    /// neighbouring shared-memory words and write neighbouring outputs. A 4×4 register tile keeps 16
+    /// named accumulators (ILGPU does not unroll loops, so an array would live in local memory) and
+    /// does 16 multiply-adds per 8 operand loads instead of 1 per 2.
+    /// With shared memory (GPUs; the CPU accelerator only when forced) each round the whole group
+    /// stages a [depth, BlockRows] slice of op(A)ᵀ and a [depth, BlockColumns] slice of op(B), reading
+    /// along each matrix's stored rows, then every thread runs its register tile over the slice; the
+    /// rounds run over K (not over M, the bug of ILGPU's MatrixMultiply sample). Out-of-range elements
+    /// stage as 0 and are never summed. Without shared memory (the CPU accelerator, where a barrier is
+    /// an OS-thread rendezvous dearer than the arithmetic it saves) each thread runs the plain K loop
+    /// over its register tile, with out-of-range rows and columns clamped (computed, never stored).
+    /// </summary>
+    private static void GemmTiledKernel<TEpilogue>(GemmShape s, int micro, int depth, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        int sx = Group.DimX, sy = Group.DimY;
+        int blockRows = micro * sy, blockColumns = micro * sx;
+        int rowBase = Grid.IdxY * blockRows, columnBase = Grid.IdxX * blockColumns;
+        int i0 = rowBase + Group.IdxY, j0 = columnBase + Group.IdxX;
+        float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f;
+        float c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        float c20 = 0f, c21 = 0f, c22 = 0f, c23 = 0f;
+        float c30 = 0f, c31 = 0f, c32 = 0f, c33 = 0f;
+        var shared = SharedMemory.GetDynamic<float>();
+        if (shared.Length == 0)
+        {
+            // Plain K loop; clamped indices keep every load in range without a branch per load.
+            int m1 = s.M - 1, n1 = s.N - 1;
+            int i1 = Math.Min(i0, m1), j1 = Math.Min(j0, n1);
+            if (micro == 1)
+            {
+                for (int p = 0; p < s.K; p++)
+                    c00 += s.A(a, i1, p) * s.B(b, p, j1);
+            }
+            else
+            {
+                int i2 = Math.Min(i0 + sy, m1), i3 = Math.Min(i0 + 2 * sy, m1), i4 = Math.Min(i0 + 3 * sy, m1);
+                int j2 = Math.Min(j0 + sx, n1), j3 = Math.Min(j0 + 2 * sx, n1), j4 = Math.Min(j0 + 3 * sx, n1);
+                for (int p = 0; p < s.K; p++)
+                {
+                    float a0 = s.A(a, i1, p), a1 = s.A(a, i2, p), a2 = s.A(a, i3, p), a3 = s.A(a, i4, p);
+                    float b0 = s.B(b, p, j1), b1 = s.B(b, p, j2), b2 = s.B(b, p, j3), b3 = s.B(b, p, j4);
+                    c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                    c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                    c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                    c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+                }
+            }
+        }
+        else
+        {
+            int lda = blockRows + 1, ldb = blockColumns + 1;                     // padded rows (see GemmTiling.SharedFloats)
+            var aTile = shared.SubView(0, depth * lda);                          // [depth, BlockRows + 1]: op(A)ᵀ slice
+            var bTile = shared.SubView(depth * lda, depth * ldb);                // [depth, BlockColumns + 1]: op(B) slice
+            int thread = Group.IdxY * sx + Group.IdxX, threads = sx * sy;
+            for (int k0 = 0; k0 < s.K; k0 += depth)
+            {
+                // Stage: consecutive threads take consecutive elements of the stored layout.
+                for (int e = thread; e < depth * blockRows; e += threads)
+                {
+                    int r = s.TransposeA != 0 ? e % blockRows : e / depth;
+                    int q = s.TransposeA != 0 ? e / blockRows : e % depth;
+                    int i = rowBase + r, p = k0 + q;
+                    aTile[q * lda + r] = i < s.M && p < s.K ? s.A(a, i, p) : 0f;
+                }
+                for (int e = thread; e < depth * blockColumns; e += threads)
+                {
+                    int c = s.TransposeB != 0 ? e / depth : e % blockColumns;
+                    int q = s.TransposeB != 0 ? e % depth : e / blockColumns;
+                    int j = columnBase + c, p = k0 + q;
+                    bTile[q * ldb + c] = j < s.N && p < s.K ? s.B(b, p, j) : 0f;
+                }
+                Group.Barrier();
+                int slice = Math.Min(depth, s.K - k0);
+                int ar = Group.IdxY, bc = Group.IdxX;
+                if (micro == 1)
+                {
+                    for (int q = 0; q < slice; q++)
+                        c00 += aTile[q * lda + ar] * bTile[q * ldb + bc];
+                }
+                else
+                {
+                    for (int q = 0; q < slice; q++)
+                    {
+                        int ao = q * lda + ar, bo = q * ldb + bc;
+                        float a0 = aTile[ao], a1 = aTile[ao + sy], a2 = aTile[ao + 2 * sy], a3 = aTile[ao + 3 * sy];
+                        float b0 = bTile[bo], b1 = bTile[bo + sx], b2 = bTile[bo + 2 * sx], b3 = bTile[bo + 3 * sx];
+                        c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                        c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                        c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                        c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+                    }
+                }
+                Group.Barrier();
+            }
+        }
+        if (micro == 1)
+        {
+            if (i0 < s.M && j0 < s.N)
+                epilogue.Apply(s, i0, j0, c00);
+            return;
+        }
+        StoreRow(epilogue, s, i0, j0, sx, c00, c01, c02, c03);
+        StoreRow(epilogue, s, i0 + sy, j0, sx, c10, c11, c12, c13);
+        StoreRow(epilogue, s, i0 + 2 * sy, j0, sx, c20, c21, c22, c23);
+        StoreRow(epilogue, s, i0 + 3 * sy, j0, sx, c30, c31, c32, c33);
+    }
+
+    /// <summary>Hands one row of a 4×4 register tile (columns j, j + step, j + 2·step, j + 3·step) to the epilogue, skipping what lies outside C.</summary>
+    private static void StoreRow<TEpilogue>(TEpilogue epilogue, GemmShape s, int i, int j, int step, float v0, float v1, float v2, float v3)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        if (i >= s.M)
+            return;
+        if (j < s.N)
+            epilogue.Apply(s, i, j, v0);
+        if (j + step < s.N)
+            epilogue.Apply(s, i, j + step, v1);
+        if (j + 2 * step < s.N)
+            epilogue.Apply(s, i, j + 2 * step, v2);
+        if (j + 3 * step < s.N)
+            epilogue.Apply(s, i, j + 3 * step, v3);
+    }
+
+    private Action<KernelConfig, GemmShape, int, int, ArrayView<float>, ArrayView<float>, GemmEpilogue> gemm = null!;
 
     private void LoadGemm() =>
-        gemm = Accelerator.LoadStreamKernel<GemmShape, float, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernel);
+        gemm = Accelerator.LoadStreamKernel<GemmShape, int, int, ArrayView<float>, ArrayView<float>, GemmEpilogue>(GemmTiledKernel);
 
-    /// <summary>Launch configuration covering an [M, N] output with Tile×Tile groups (shared-memory tiles only where <see cref="SharedTiles"/>).</summary>
-    internal KernelConfig TileConfig(int m, int n) =>
-        new(new Index2D(DivUp(Math.Max(n, 1), Tile), DivUp(Math.Max(m, 1), Tile)),
-            new Index2D(Tile, Tile),
-            SharedTiles ? SharedMemoryConfig.RequestDynamic<float>(2 * Tile * Tile) : SharedMemoryConfig.Empty);
+    /// <summary>
+    /// The tiling for an [M, N] output: the large (register-tiled) one when it still gives at least
+    /// <see cref="MinLargeGroups"/> groups, else the small one, which keeps more threads busy on
+    /// small outputs such as the per-step recurrent [B, H].
+    /// </summary>
+    public GemmTiling TilingFor(int m, int n) => LargeTiling.Groups(m, n) >= MinLargeGroups ? LargeTiling : SmallTiling;
+
+    /// <summary>Launch configuration of <paramref name="t"/> over an [M, N] output (shared memory only where <see cref="SharedTiles"/>).</summary>
+    private KernelConfig GemmConfig(GemmTiling t, int m, int n) =>
+        new(new Index2D(GemmTiling.DivUp(n, t.BlockColumns), GemmTiling.DivUp(m, t.BlockRows)),
+            new Index2D(t.ThreadsX, t.ThreadsY),
+            SharedTiles ? SharedMemoryConfig.RequestDynamic<float>(t.SharedFloats) : SharedMemoryConfig.Empty);
 
     private static void RequireShape(GemmShape s)
     {
@@ -163,7 +289,8 @@ public sealed partial class DeviceKernels
         RequireLength(b, s.BLength, nameof(b));
         RequireLength(c, s.CLength, nameof(c));
         Count();
-        gemm(TileConfig(s.M, s.N), s, alpha, beta, 0, a, b, c, c, c);
+        var t = TilingFor(s.M, s.N);
+        gemm(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, a, b, new GemmEpilogue(alpha, beta, 0, c, c, c));
     }
 
     /// <summary>
@@ -182,6 +309,7 @@ public sealed partial class DeviceKernels
         RequireLength(bias1, s.N, nameof(bias1));
         RequireLength(bias2, s.N, nameof(bias2));
         Count();
-        gemm(TileConfig(s.M, s.N), s, 1f, 0f, biasCount, a, b, c, bias1, bias2);
+        var t = TilingFor(s.M, s.N);
+        gemm(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, a, b, new GemmEpilogue(1f, 0f, biasCount, c, bias1, bias2));
     }
 }

@@ -4,51 +4,52 @@ using ILGPU.Runtime;
 
 namespace GpuRnn.Kernels;
 
-public sealed partial class DeviceKernels
+/// <summary>
+/// Epilogue of the fused forward step of one Elman layer: <c>h_t = tanh(h_{t−1}·W_hhᵀ + X_t)</c>, where X_t
+/// already holds <c>W_ih x_t + b_ih + b_hh</c> (hoisted out of the time loop). The inner product is the
+/// GEMM kernel's; h_{t−1}, X_t, h_t are [B, H]; W_hh is [H, H] (out, in) as PyTorch stores it.
+/// </summary>
+internal readonly struct RecurrentForwardEpilogue(ArrayView<float> x, ArrayView<float> h) : IGemmEpilogue
 {
-    /// <summary>
-    /// Forward step of one Elman layer, fused: <c>h_t = tanh(h_{t−1}·W_hhᵀ + X_t)</c>, where X_t
-    /// already holds <c>W_ih x_t + b_ih + b_hh</c> (hoisted out of the time loop).
-    /// h_{t−1}, X_t, h_t are [B, H]; W_hh is [H, H] (out, in) as PyTorch stores it.
-    /// </summary>
-    private static void RecurrentForwardKernel(
-        GemmShape s, ArrayView<float> hPrev, ArrayView<float> wHh, ArrayView<float> x, ArrayView<float> h)
-    {
-        int j = Grid.IdxX * Group.DimX + Group.IdxX;
-        int i = Grid.IdxY * Group.DimY + Group.IdxY;
-        float acc = TileDot(s, hPrev, wHh, i, j);
-        if (i >= s.M || j >= s.N)
-            return;
-        long at = (long)i * s.N + j;
-        h[at] = XMath.Tanh(acc + x[at]);
-    }
+    private readonly ArrayView<float> x = x;
+    private readonly ArrayView<float> h = h;
 
-    /// <summary>
-    /// Backward step of one layer, fused: <c>dz_t = (dH_t + dz_{t+1}·W_hh) ⊙ (1 − h_t²)</c>.
-    /// dz_{t+1} is the pre-activation gradient of the next step (K = 0 at the last step: no
-    /// gradient flows in from beyond the window); dH_t comes from the layer above or the decoder.
-    /// All [B, H] except W_hh [H, H].
-    /// </summary>
-    private static void RecurrentBackwardKernel(
-        GemmShape s, ArrayView<float> dzNext, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz)
+    public void Apply(GemmShape s, int i, int j, float dot)
     {
-        int j = Grid.IdxX * Group.DimX + Group.IdxX;
-        int i = Grid.IdxY * Group.DimY + Group.IdxY;
-        float acc = TileDot(s, dzNext, wHh, i, j);
-        if (i >= s.M || j >= s.N)
-            return;
+        long at = (long)i * s.N + j;
+        h[at] = XMath.Tanh(dot + x[at]);
+    }
+}
+
+/// <summary>
+/// Epilogue of the fused backward step of one layer: <c>dz_t = (dH_t + dz_{t+1}·W_hh) ⊙ (1 − h_t²)</c>.
+/// dz_{t+1} is the pre-activation gradient of the next step (K = 0 at the last step: no gradient
+/// flows in from beyond the window); dH_t comes from the layer above or the decoder. All [B, H]
+/// except W_hh [H, H].
+/// </summary>
+internal readonly struct RecurrentBackwardEpilogue(ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz) : IGemmEpilogue
+{
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> h = h;
+    private readonly ArrayView<float> dz = dz;
+
+    public void Apply(GemmShape s, int i, int j, float dot)
+    {
         long at = (long)i * s.N + j;
         float hv = h[at];
-        dz[at] = (acc + dH[at]) * (1f - hv * hv);
+        dz[at] = (dot + dH[at]) * (1f - hv * hv);
     }
+}
 
-    private Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> recurrentForward = null!;
-    private Action<KernelConfig, GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> recurrentBackward = null!;
+public sealed partial class DeviceKernels
+{
+    private Action<KernelConfig, GemmShape, int, int, ArrayView<float>, ArrayView<float>, RecurrentForwardEpilogue> recurrentForward = null!;
+    private Action<KernelConfig, GemmShape, int, int, ArrayView<float>, ArrayView<float>, RecurrentBackwardEpilogue> recurrentBackward = null!;
 
     private void LoadRecurrent()
     {
-        recurrentForward = Accelerator.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RecurrentForwardKernel);
-        recurrentBackward = Accelerator.LoadStreamKernel<GemmShape, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RecurrentBackwardKernel);
+        recurrentForward = Accelerator.LoadStreamKernel<GemmShape, int, int, ArrayView<float>, ArrayView<float>, RecurrentForwardEpilogue>(GemmTiledKernel);
+        recurrentBackward = Accelerator.LoadStreamKernel<GemmShape, int, int, ArrayView<float>, ArrayView<float>, RecurrentBackwardEpilogue>(GemmTiledKernel);
     }
 
     /// <summary><c>h = tanh(hPrev·W_hhᵀ + x)</c>: hPrev, x, h [B, H]; W_hh [H, H].</summary>
@@ -62,7 +63,8 @@ public sealed partial class DeviceKernels
         RequireLength(h, bh, nameof(h));
         Count();
         var s = new GemmShape(batch, hidden, hidden, transA: false, transB: true);
-        recurrentForward(TileConfig(batch, hidden), s, hPrev, wHh, x, h);
+        var t = TilingFor(batch, hidden);
+        recurrentForward(GemmConfig(t, batch, hidden), s, t.Micro, t.Depth, hPrev, wHh, new RecurrentForwardEpilogue(x, h));
     }
 
     /// <summary>
@@ -82,6 +84,7 @@ public sealed partial class DeviceKernels
         RequireLength(dz, bh, nameof(dz));
         Count();
         var s = new GemmShape(batch, hidden, hasNext ? hidden : 0, transA: false, transB: false);
-        recurrentBackward(TileConfig(batch, hidden), s, hasNext ? dzNext : dH, wHh, dH, h, dz);
+        var t = TilingFor(batch, hidden);
+        recurrentBackward(GemmConfig(t, batch, hidden), s, t.Micro, t.Depth, hasNext ? dzNext : dH, wHh, new RecurrentBackwardEpilogue(dH, h, dz));
     }
 }

@@ -142,6 +142,45 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
         Assert.That(k.BytesToHost - toHost, Is.EqualTo(4), "the loss scalar");
     }
 
+    /// <summary>
+    /// Managed bytes allocated on the calling thread by one steady-state step. DESIGN.md §4 / issue 5: at
+    /// most 1 KB, which is the bound on a GPU. ILGPU's CPU accelerator allocates inside every launch
+    /// a task object holding the kernel's arguments: measured (ILGPU 1.5.3, .NET 10) 96 B for one view
+    /// parameter, 216 B for six, 232 B for our GEMM (shape, two ints, two views, an epilogue of three
+    /// views), and 80 B inside every CopyFromCPU / CopyToCPU; our own code adds nothing (a string built per
+    /// launch for argument checks used to add about 100–200 B per launch). So on the CPU the bound is
+    /// CpuBytesPerLaunch per counted launch plus CpuBytesPerCopy per host copy plus AllocationSlack
+    /// (measured here: 5464 B per step against a bound of 7056 B at B = 3, T = 7, so a string, closure or
+    /// boxed argument of 64 B or more per launch fails it; the eager argument-check strings did).
+    /// The work threads of the CPU accelerator allocate too (per group); they are ILGPU's and not counted.
+    /// </summary>
+    private const long CpuBytesPerLaunch = 240, CpuBytesPerCopy = 80, AllocationSlack = 256, GpuBytesPerStep = 1024;
+
+    [Test]
+    public void SteadyStepAllocatesNoManagedMemoryOfItsOwn()
+    {
+        const int vocab = 11, hidden = 6, steps = 3;
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, 1), seed: 1);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+        var batcher = new StreamBatcher(Enumerable.Range(0, 2000).Select(i => i % vocab).ToArray(), B, T);
+        for (int i = 0; i < 3; i++)
+            trainer.Step(batcher.Next(), readLoss: false); // allocates the activations, compiles, warms up
+        Device.Accelerator.Synchronize();
+        var k = Device.Kernels;
+        long launches = k.Launches;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < steps; i++)
+            trainer.Step(batcher.Next(), readLoss: false);
+        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / steps;
+        long launchesPerStep = (k.Launches - launches) / steps;
+        const long copiesPerStep = 4; // ids, targets, the scatter offsets and positions
+        long bound = Device.Info.Kind == DeviceKind.Cpu
+            ? launchesPerStep * CpuBytesPerLaunch + copiesPerStep * CpuBytesPerCopy + AllocationSlack
+            : GpuBytesPerStep;
+        TestContext.Out.WriteLine($"{Spec}: {perStep} managed B per step, {launchesPerStep} launches, bound {bound} B");
+        Assert.That(perStep, Is.LessThanOrEqualTo(bound), "managed bytes per steady-state step");
+    }
+
     [Test]
     public void LossFallsBelowTheUnigramEntropyOnShakespeare()
     {

@@ -7,10 +7,15 @@ namespace GpuRnn.Tests.Kernels;
 [TestFixtureSource(typeof(TestDevices), nameof(TestDevices.TiledSpecs))]
 public sealed class GemmTests(string spec) : DeviceFixture(spec)
 {
-    /// <summary>Awkward shapes: 1, 3, 17, 33, 65 (none a tile multiple), non-square, M &lt; K, K &gt; tile count.</summary>
+    /// <summary>
+    /// Awkward shapes: 1, 3, 17, 33, 65 (none a tile multiple), non-square, M &lt; K, K &gt; tile count;
+    /// (9, 10, 13) and (31, 6, 9) take the register-tiled path on "cpu+tiles" with partly filled 4×4
+    /// register tiles and a last K slice shorter than the slice depth; (16, 16, 8) fills its tiles exactly.
+    /// </summary>
     private static readonly (int M, int N, int K)[] Shapes =
     [
         (1, 1, 1), (3, 17, 65), (65, 33, 17), (17, 65, 3), (33, 1, 65), (1, 65, 33), (65, 65, 65), (5, 3, 200), (2, 7, 1),
+        (9, 10, 13), (31, 6, 9), (16, 16, 8),
     ];
 
     private static IEnumerable<TestCaseData> Cases()
@@ -47,6 +52,27 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
         var expected = RefOps.Gemm(m, n, k, transA, transB, alpha, TestData.ToDouble(a), TestData.ToDouble(b), beta, TestData.ToDouble(c));
         var magnitude = RefOps.Gemm(m, n, k, transA, transB, Math.Abs(alpha), Abs(a), Abs(b), Math.Abs(beta), Abs(c));
         AssertClose(Get(cView), expected, i => (k + 3) * U * magnitude[i] + 1e-30, $"GEMM {m}x{n}x{k} tA={transA} tB={transB}");
+    }
+
+    /// <summary>
+    /// The shapes above reach both tilings, and the register-tiled one with partial tiles along M, N
+    /// and K, on every shared-memory device ("cpu+tiles" is the GPU path on the CPU accelerator).
+    /// </summary>
+    [Test]
+    public void ShapesCoverBothTilingsAndPartialRegisterTiles()
+    {
+        if (Spec == TestDevices.CpuTiled)
+            Assert.That(K.SharedTiles, Is.True, "cpu+tiles must run the shared-memory path");
+        Assert.That(K.LargeTiling.Micro, Is.EqualTo(4));
+        Assert.That(K.SmallTiling.Micro, Is.EqualTo(1));
+        if (Spec != TestDevices.CpuTiled)
+            return; // GPU tilings are sized for large outputs; the CPU run checks the coverage
+        var large = Shapes.Where(s => K.TilingFor(s.M, s.N) == K.LargeTiling).ToArray();
+        Assert.That(large, Is.Not.Empty, "register-tiled path");
+        Assert.That(Shapes.Any(s => K.TilingFor(s.M, s.N) == K.SmallTiling), "one-output path");
+        var t = K.LargeTiling;
+        Assert.That(large.Any(s => s.M % t.BlockRows != 0 && s.N % t.BlockColumns != 0 && s.K % t.Depth != 0 && s.K > t.Depth), "partial register tiles and K slices");
+        Assert.That(large.Any(s => s.M % t.BlockRows == 0 && s.N % t.BlockColumns == 0), "exact tiles");
     }
 
     [Test]
