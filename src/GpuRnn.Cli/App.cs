@@ -12,7 +12,7 @@ public static class ExitCodes
     public const int Error = 1;
     /// <summary>The command line itself could not be parsed.</summary>
     public const int Usage = 2;
-    /// <summary>Training diverged (NaN or Inf loss); the last good checkpoint was kept.</summary>
+    /// <summary>Training diverged (NaN or Inf loss or gradient norm); the last good checkpoint was kept.</summary>
     public const int Diverged = 3;
     /// <summary>Interrupted (Ctrl-C / SIGTERM) after writing a resumable checkpoint.</summary>
     public const int Interrupted = 130;
@@ -21,12 +21,20 @@ public static class ExitCodes
 /// <summary>The <c>gpurnn</c> command line: train, sample, eval, devices, info.</summary>
 public static class App
 {
-    /// <summary>Runs a command line; output goes to <paramref name="stdout"/>, errors to <paramref name="stderr"/> as one line each.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <summary>Runs a command line; output goes to <paramref name="stdout"/>, errors to <paramref name="stderr"/> as one line each. <c>train</c> stops cleanly on SIGINT/SIGTERM.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, stdout, stderr, CancellationToken.None);
+
+    /// <summary>
+    /// As <see cref="Run(string[], TextWriter, TextWriter)"/>, but <c>train</c> stops when
+    /// <paramref name="stop"/> is cancelled (after the current step, saving a resumable checkpoint,
+    /// exit code <see cref="ExitCodes.Interrupted"/>) instead of listening for signals; a token that
+    /// cannot be cancelled means "listen for SIGINT/SIGTERM".
+    /// </summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop)
     {
         var root = new RootCommand("gpurnn: train and sample Elman RNN language models on the GPU (CUDA, OpenCL) or the CPU.")
         {
-            TrainCommand.Create(stdout),
+            TrainCommand.Create(stdout, stop),
             SampleCommand.Create(stdout),
             EvalCommand.Create(stdout),
             InspectCommands.Devices(stdout),

@@ -26,6 +26,15 @@ internal static class SampleCommand
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
             options.Validate();
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            try
+            {
+                c.Vocabulary.Encode(r.GetValue(prime)!, c.Tokenizer); // unknown tokens become <unk>; without one, say so before opening the device
+            }
+            catch (GpuRnnException e)
+            {
+                const string prefix = "text: ";
+                throw new GpuRnnException($"--prime: {(e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message)} of {c.Source}", e);
+            }
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
             using var generator = new Generator(model);

@@ -7,7 +7,7 @@ namespace GpuRnn.Cli;
 /// <summary><c>gpurnn train</c>: trains a language model on a text file (or the embedded corpus) and saves a checkpoint.</summary>
 internal static class TrainCommand
 {
-    public static Command Create(TextWriter stdout)
+    public static Command Create(TextWriter stdout, CancellationToken stop)
     {
         var data = App.Opt<string?>("--data", "UTF-8 text file to train on; without it, the embedded Tiny Shakespeare corpus.");
         var hidden = App.Opt("--hidden", "Hidden units per layer H.", 128);
@@ -67,6 +67,7 @@ internal static class TrainCommand
                 Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
                 SampleLength = r.GetValue(sampleLength),
                 Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
+                Stop = stop,
             };
             return run.Execute(stdout);
         });
@@ -104,6 +105,10 @@ internal sealed class TrainRun
     public TokenizerKind Tokenizer { get; set; }
     public int SampleLength { get; init; }
     public required Func<string, bool> Given { get; init; }
+    /// <summary>Stops the run after the current step (with a resumable checkpoint); one that cannot be cancelled means "listen for SIGINT/SIGTERM".</summary>
+    public CancellationToken Stop { get; init; }
+
+    private DeviceInfo target = null!;
 
     public int Execute(TextWriter stdout)
     {
@@ -111,6 +116,9 @@ internal sealed class TrainRun
         if (start is not null)
             AdoptCheckpoint(start);
         Validate();
+        using var outLock = OutputLock.Acquire(Out);
+        using var signals = Stop.CanBeCanceled ? null : new StopSignals(Out);
+        var stop = signals?.Token ?? Stop;
 
         string text = DataPath is not null ? TextFile.Read(DataPath) : DefaultCorpus.Text;
         string dataName = DataPath ?? DefaultCorpus.Name;
@@ -124,12 +132,16 @@ internal sealed class TrainRun
             throw new GpuRnnException($"{dataName}: {trainIds.Length} training tokens; --batch {Batch} needs at least {minimum} (2 per stream)");
         if (valCount > 0 && valIds.Length < minimum)
             throw new GpuRnnException($"{dataName}: the validation tail has {valIds.Length} tokens; --batch {Batch} needs at least {minimum}; raise --val-fraction or set it to 0");
+        var config = start?.Config ?? new ModelConfig(vocab.Count, Hidden, Layers);
+        TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, SeqLen, Optimizer.SlotNames.Count, valCount > 0), target,
+            $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={SeqLen}");
         var batcher = new StreamBatcher(trainIds, Batch, SeqLen);
         long total = Steps > 0 ? Steps : (long)Epochs * batcher.WindowsPerEpoch;
 
         using var gpu = GpuDevice.Open(Device);
         using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, new ModelConfig(vocab.Count, Hidden, Layers), Seed);
         using var trainer = new Trainer(model, Optimizer);
+        using var norm = new GradientNorm(gpu);
         double best = double.NaN;
         if (Resume is not null)
         {
@@ -156,7 +168,9 @@ internal sealed class TrainRun
 
         var clock = Stopwatch.StartNew();
         long firstStep = trainer.StepCount;
-        double smoothed = report.Run(firstStep, () => Loop(trainer, batcher, total, report, clock, firstStep, Evaluate, Save));
+        double smoothed = report.Run(firstStep, () => Loop(trainer, norm, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
+        if (trainer.StepCount < total)
+            return Interrupted(stdout, report, trainer.StepCount, total, trainer.StepCount > firstStep ? Save : null);
         double? finalVal = Evaluate();
         Save();
         double seconds = clock.Elapsed.TotalSeconds;
@@ -188,20 +202,29 @@ internal sealed class TrainRun
     }
 
     /// <summary>The steps: train, guard against divergence, validate and save on schedule. Returns the smoothed training loss.</summary>
-    private double Loop(Trainer trainer, StreamBatcher batcher, long total, Reporter report, Stopwatch clock, long firstStep, Func<double?> validate, Action save)
+    /// <remarks>
+    /// A non-finite loss or gradient norm stops the run before the update reaches the weights. A
+    /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
+    /// </remarks>
+    private double Loop(Trainer trainer, GradientNorm norm, StreamBatcher batcher, long total, Reporter report, Stopwatch clock, long firstStep,
+        Func<double?> validate, Action save, CancellationToken stop)
     {
         double smoothed = double.NaN;
-        while (trainer.StepCount < total)
+        while (trainer.StepCount < total && !stop.IsCancellationRequested)
         {
             var window = batcher.Next();
-            float loss = trainer.Step(window)!.Value;
-            long step = trainer.StepCount;
-            if (!float.IsFinite(loss))
+            trainer.ComputeGradients(window); // ComputeGradients + ReadLoss + ApplyUpdate = Trainer.Step, with a check before the update
+            float loss = trainer.ReadLoss();
+            float gradNorm = norm.Of(trainer.Gradients);
+            long step = trainer.StepCount + 1;
+            if (!float.IsFinite(loss) || !float.IsFinite(gradNorm))
             {
                 report.Finish();
                 string kept = File.Exists(Out) ? $"the last good checkpoint {Out} was kept" : "no checkpoint had been written yet";
-                throw new DivergedException($"training diverged at step {step}: the loss is {loss}; {kept}. Try a lower --lr or --clip-norm 5");
+                string what = float.IsFinite(loss) ? FormattableString.Invariant($"the gradient norm is {gradNorm} (loss {loss})") : FormattableString.Invariant($"the loss is {loss}");
+                throw new DivergedException($"training diverged at step {step}: {what}; {kept}. Try a lower --lr or --clip-norm 5");
             }
+            trainer.ApplyUpdate();
             smoothed = double.IsNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
             double? val = EvalEvery > 0 && step % EvalEvery == 0 ? validate() : null;
             report.Step(step, loss, smoothed, val, clock.Elapsed.TotalSeconds, step - firstStep);
@@ -256,7 +279,22 @@ internal sealed class TrainRun
         if (SampleLength < 0)
             throw new GpuRnnException($"--sample-length must be 0 or positive (got {SampleLength})");
         Optimizer.Validate();
-        GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
+        target = GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
+    }
+
+    /// <summary>
+    /// The end of a run stopped by SIGINT/SIGTERM (or the stop token): save the full resume state
+    /// when this run took a step (never overwrite --out with an untouched model), say where, exit 130.
+    /// </summary>
+    private int Interrupted(TextWriter stdout, Reporter report, long step, long total, Action? save)
+    {
+        save?.Invoke();
+        report.Finish();
+        string message = save is not null
+            ? $"interrupted after step {step}: saved the full resume state to {Out}; continue with: gpurnn train --resume {Out}" + (DataPath is not null ? $" --data {DataPath}" : "") + $" --steps {total}"
+            : $"interrupted before the first step of this run; {Out} was not touched";
+        stdout.WriteLine(Json ? System.Text.Json.JsonSerializer.Serialize(new { @event = "interrupted", step, checkpoint = save is not null ? Out : null, message }) : message);
+        return ExitCodes.Interrupted;
     }
 }
 

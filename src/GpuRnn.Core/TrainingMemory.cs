@@ -1,0 +1,57 @@
+namespace GpuRnn;
+
+/// <summary>
+/// The device memory a training run needs, computed from its sizes before anything is allocated, so
+/// that sizes which cannot fit are a one-line error instead of an out-of-memory crash halfway
+/// through the allocations. Mirrors the buffers of <see cref="RnnModel"/>, <see cref="Trainer"/> and
+/// its activations (DESIGN.md §2, §4); counted in double so that absurd sizes cannot overflow.
+/// </summary>
+public static class TrainingMemory
+{
+    /// <summary>Bytes of parameters [P], gradients [P], optimizer slots [P] each, and one or two sets of activations for (B, T).</summary>
+    /// <param name="config">The model sizes V, H, L.</param>
+    /// <param name="batch">B.</param>
+    /// <param name="seqLen">T.</param>
+    /// <param name="optimizerSlots">Optimizer state buffers as large as the parameters (Adam: 2).</param>
+    /// <param name="validation">Whether evaluation windows get activations of their own (a second set).</param>
+    public static double Bytes(ModelConfig config, int batch, int seqLen, int optimizerSlots, bool validation)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        double v = config.Vocab, o = config.Vocab /* decoder rows: V for a language model */, h = config.Hidden, l = config.Layers, b = batch, t = seqLen;
+        double p = b * t; // positions of one window
+        double parameters = h * v + (2 * l - 1) * h * h + 2 * l * h + o * h + o; // P: W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases, decoder [O, H] + [O]
+        double activations =
+            sizeof(int) * (3 * p + v + 1)                // ids, targets, token positions [T·B]; token offsets [V + 1]
+            + sizeof(float) * (3 * p * h                 // X, dH, dZ [T, B, H]
+                + l * (t + 1) * b * h                    // hidden states [L][T + 1, B, H]
+                + p * o                                  // logits / dlogits [T, B, V]
+                + p + 2);                                // per-row loss, scalars
+        return sizeof(float) * parameters * (2 + optimizerSlots) + activations * (validation ? 2 : 1);
+    }
+
+    /// <summary>
+    /// Throws when <paramref name="needed"/> bytes exceed what <paramref name="device"/> has: its
+    /// memory for a GPU, the host memory available to this process for the CPU accelerator.
+    /// </summary>
+    /// <exception cref="GpuRnnException">The buffers would not fit; the message says how much is needed and how much there is.</exception>
+    public static void EnsureFits(double needed, DeviceInfo device, string sizes)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        bool host = device.Kind == DeviceKind.Cpu;
+        long available = host ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : device.MemoryBytes;
+        if (available > 0 && needed > available)
+        {
+            string where = host ? "host memory available" : "device memory";
+            throw new GpuRnnException($"{sizes}: training needs {Show(needed)} of buffers but {device.Spec} has {Show(available)} of {where}; lower --hidden, --batch, --seq-len or --layers");
+        }
+    }
+
+    /// <summary>Bytes as a short human-readable size.</summary>
+    public static string Show(double bytes) => bytes switch
+    {
+        >= 1L << 40 => FormattableString.Invariant($"{bytes / (1L << 40):0.0} TiB"),
+        >= 1L << 30 => FormattableString.Invariant($"{bytes / (1L << 30):0.0} GiB"),
+        >= 1L << 20 => FormattableString.Invariant($"{bytes / (1L << 20):0.0} MiB"),
+        _ => FormattableString.Invariant($"{bytes / 1024:0.0} KiB"),
+    };
+}
