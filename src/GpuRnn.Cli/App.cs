@@ -37,6 +37,7 @@ public static class App
             TrainCommand.Create(stdout, stop),
             SampleCommand.Create(stdout),
             EvalCommand.Create(stdout),
+            PredictCommand.Create(stdout, Console.In),
             InspectCommands.Devices(stdout),
             InspectCommands.Info(stdout),
         };

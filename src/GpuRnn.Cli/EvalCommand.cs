@@ -17,22 +17,60 @@ internal static class EvalCommand
         var seqLen = App.Opt("--seq-len", "Window length T (the hidden state is carried across windows).", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var json = App.Opt("--json", "Print one JSON object {\"loss\", \"perplexity\", \"tokens\"}.", false);
-        var cmd = new Command("eval", "Mean cross-entropy per predicted token and perplexity of a model on a text file.") { checkpoint, data, batch, seqLen, device, json };
+        var cmd = new Command("eval", "Score a model on a text file in its mode: loss and perplexity for language models; accuracy, per-class precision/recall/F1 and the confusion matrix for classifiers.") { checkpoint, data, batch, seqLen, device, json };
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
-            TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
-            string text = TextFile.Read(r.GetValue(data)!);
-            var ids = c.Vocabulary.Encode(text, c.Tokenizer);
+            string dataPath = r.GetValue(data)!;
+            string text = TextFile.Read(dataPath);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
             using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
-            var (loss, tokens) = trainer.Evaluate(ids, r.GetValue(batch), r.GetValue(seqLen));
-            if (r.GetValue(json))
-                stdout.WriteLine(JsonSerializer.Serialize(new { loss, perplexity = Math.Exp(loss), tokens }));
-            else
-                stdout.WriteLine($"loss {loss:F4} nats/token, perplexity {Math.Exp(loss):F3}, {tokens} tokens predicted ({gpu.Info})");
+            int b = r.GetValue(batch);
+            switch (c.Mode)
+            {
+                case DataMode.Labeled:
+                {
+                    var (classes, rows) = SequenceData.SplitLabeled(text, dataPath);
+                    var unknown = classes.Where(l => !c.Labels.Contains(l)).ToArray();
+                    if (unknown.Length > 0)
+                        throw new GpuRnnException($"{dataPath}: label '{unknown[0]}' is not one of the model's [{string.Join(", ", c.Labels)}]");
+                    var seqs = rows.Select(row => SequenceData.EncodeLine(c.Vocabulary, row.Text, c.Tokenizer)).ToList();
+                    int empty = seqs.FindIndex(s => s.Length == 0);
+                    if (empty >= 0)
+                        throw new GpuRnnException($"{dataPath}:{rows[empty].Line}: the text after the TAB is empty");
+                    var labels = rows.Select(row => c.Labels.ToList().IndexOf(row.Label)).ToList();
+                    var metrics = ClassifierMetrics.Compute(trainer, new SequenceBatcher(seqs, labels, b, -1, -1, 0), c.Labels);
+                    if (r.GetValue(json))
+                        stdout.WriteLine(JsonSerializer.Serialize(metrics.ToDictionary()));
+                    else
+                        stdout.WriteLine(metrics.Report());
+                    break;
+                }
+                case DataMode.Lines:
+                {
+                    var seqs = SequenceData.Lines(text).Select(l => SequenceData.EncodeLine(c.Vocabulary, l.Text, c.Tokenizer)).ToList();
+                    var data = new SequenceBatcher(seqs, null, b, c.Vocabulary.IdOf(Vocabulary.Bos), c.Vocabulary.EndId, 0);
+                    Print(trainer.Evaluate(data.InOrder()));
+                    break;
+                }
+                case DataMode.Stream:
+                    TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
+                    Print(trainer.Evaluate(c.Vocabulary.Encode(text, c.Tokenizer), b, r.GetValue(seqLen)));
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(c.Mode), c.Mode, "unknown mode");
+            }
+
+            void Print((double Loss, long Tokens) result)
+            {
+                var (loss, tokens) = result;
+                if (r.GetValue(json))
+                    stdout.WriteLine(JsonSerializer.Serialize(new { loss, perplexity = Math.Exp(loss), tokens }));
+                else
+                    stdout.WriteLine($"loss {loss:F4} nats/token, perplexity {Math.Exp(loss):F3}, {tokens} tokens predicted ({gpu.Info})");
+            }
             return ExitCodes.Ok;
         });
         return cmd;

@@ -113,7 +113,8 @@ internal sealed class Reporter
 
     public void Finish() => log?.Dispose();
 
-    public void Summary(IReadOnlyDictionary<string, object?> summary, string sample)
+    /// <summary>The end-of-run summary, then <paramref name="sample"/> (a generated sample or a classifier's validation report) under <paramref name="heading"/>.</summary>
+    public void Summary(IReadOnlyDictionary<string, object?> summary, string sample, string heading)
     {
         if (json)
         {
@@ -128,7 +129,7 @@ internal sealed class Reporter
         if (sample.Length > 0)
         {
             stdout.WriteLine();
-            stdout.WriteLine("sample (temperature 0.8):");
+            stdout.WriteLine(heading);
             stdout.WriteLine(sample);
         }
     }

@@ -33,10 +33,13 @@ internal static class TrainCommand
         var json = App.Opt("--json", "Machine-readable JSON lines on stdout instead of the progress display.", false);
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
         var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
-        var cmd = new Command("train", "Train an Elman RNN language model and save a checkpoint.")
+        var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier).", "stream");
+        var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
+        var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
+        var cmd = new Command("train", "Train an Elman RNN (language model or classifier) and save a checkpoint.")
         {
             data, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
-            valFraction, evalEvery, checkpointEvery, output, init, resume, log, json, tokenizer, sampleLength,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
         };
         cmd.SetAction(r =>
         {
@@ -66,6 +69,9 @@ internal static class TrainCommand
                 Json = r.GetValue(json),
                 Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
                 SampleLength = r.GetValue(sampleLength),
+                Mode = Checkpoint.ParseMode(r.GetValue(mode)!),
+                MaxVocab = r.GetValue(maxVocab),
+                MinCount = r.GetValue(minCount),
                 Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
                 Stop = stop,
             };
@@ -104,6 +110,9 @@ internal sealed class TrainRun
     public bool Json { get; init; }
     public TokenizerKind Tokenizer { get; set; }
     public int SampleLength { get; init; }
+    public DataMode Mode { get; set; }
+    public int MaxVocab { get; init; }
+    public int MinCount { get; init; }
     public required Func<string, bool> Given { get; init; }
     /// <summary>Stops the run after the current step (with a resumable checkpoint); one that cannot be cancelled means "listen for SIGINT/SIGTERM".</summary>
     public CancellationToken Stop { get; init; }
@@ -122,24 +131,19 @@ internal sealed class TrainRun
 
         string text = DataPath is not null ? TextFile.Read(DataPath) : DefaultCorpus.Text;
         string dataName = DataPath ?? DefaultCorpus.Name;
-        var vocab = start?.Vocabulary ?? Vocabulary.FromText(text, Tokenizer);
-        var ids = vocab.Encode(text, Tokenizer);
-        int valCount = (int)(ids.Length * ValFraction);
-        var trainIds = ids[..^valCount];
-        var valIds = ids[^valCount..];
-        int minimum = 2 * Batch;
-        if (trainIds.Length < minimum)
-            throw new GpuRnnException($"{dataName}: {trainIds.Length} training tokens; --batch {Batch} needs at least {minimum} (2 per stream)");
-        if (valCount > 0 && valIds.Length < minimum)
-            throw new GpuRnnException($"{dataName}: the validation tail has {valIds.Length} tokens; --batch {Batch} needs at least {minimum}; raise --val-fraction or set it to 0");
-        var config = start?.Config ?? new ModelConfig(vocab.Count, Hidden, Layers);
-        TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, SeqLen, Optimizer.SlotNames.Count, valCount > 0), target,
-            $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={SeqLen}");
-        var batcher = new StreamBatcher(trainIds, Batch, SeqLen);
-        long total = Steps > 0 ? Steps : (long)Epochs * batcher.WindowsPerEpoch;
+        ModelConfig config = null!;
+        var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest) =>
+        {
+            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0);
+            TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0), target,
+                $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
+        });
+        var vocab = set.Vocabulary;
+        var batcher = set.Train;
+        long total = Steps > 0 ? Steps : (long)Epochs * batcher.StepsPerEpoch;
 
         using var gpu = GpuDevice.Open(Device);
-        using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, new ModelConfig(vocab.Count, Hidden, Layers), Seed);
+        using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, config, Seed);
         using var trainer = new Trainer(model, Optimizer);
         using var norm = new GradientNorm(gpu);
         double best = double.NaN;
@@ -149,21 +153,23 @@ internal sealed class TrainRun
             batcher.Seek(start.Training!.Epoch, start.Training.Position);
             best = start.Training.BestValidationLoss;
         }
-        var report = new Reporter(stdout, Json, LogPath, total, Batch * SeqLen);
-        report.Start($"device {gpu.Info}; data {dataName}: {ids.Length:N0} tokens ({trainIds.Length:N0} train, {valIds.Length:N0} validation), V={vocab.Count}; " +
+        var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest));
+        report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
             $"L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 
         TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
-        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State());
+        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels);
+        ClassifierMetrics? metrics = null;
         double? Evaluate()
         {
-            if (valIds.Length == 0)
+            var v = set.Validate(trainer);
+            if (v is null)
                 return null;
-            double loss = trainer.Evaluate(valIds, Batch, SeqLen).Loss;
-            if (double.IsNaN(best) || loss < best)
-                best = loss;
-            return loss;
+            metrics = v.Metrics;
+            if (double.IsNaN(best) || v.Loss < best)
+                best = v.Loss;
+            return v.Loss;
         }
 
         var clock = Stopwatch.StartNew();
@@ -174,18 +180,22 @@ internal sealed class TrainRun
         double? finalVal = Evaluate();
         Save();
         double seconds = clock.Elapsed.TotalSeconds;
-        double tokensPerSecond = (trainer.StepCount - firstStep) * (double)Batch * SeqLen / Math.Max(seconds, 1e-9);
+        // Positions processed per step: B·T of a stream window, B·(longest line) of a padded batch at most.
+        double tokensPerSecond = (trainer.StepCount - firstStep) * (double)Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest) / Math.Max(seconds, 1e-9);
         string plot = Path.ChangeExtension(Out, ".loss.png");
         LossPlot.Save(plot, report.TrainCurve, report.ValCurve);
         report.Finish();
 
         string sample = "";
-        if (SampleLength > 0)
+        if (SampleLength > 0 && !config.IsClassifier)
         {
             using var generator = new Generator(model);
-            sample = generator.Sample(vocab, Tokenizer, "", SampleLength, new SamplingOptions(Temperature: 0.8f, Seed: Seed));
+            var sampling = new SamplingOptions(Temperature: 0.8f, Seed: Seed);
+            sample = Mode == DataMode.Lines
+                ? string.Join("\n", Enumerable.Range(0, 8).Select(i => generator.Sample(vocab, Tokenizer, "", SampleLength, sampling with { Seed = Seed + i }, Mode)))
+                : generator.Sample(vocab, Tokenizer, "", SampleLength, sampling);
         }
-        report.Summary(new Dictionary<string, object?>
+        var summary = new Dictionary<string, object?>
         {
             ["checkpoint"] = Out,
             ["plot"] = plot,
@@ -193,11 +203,19 @@ internal sealed class TrainRun
             ["train_loss_smoothed"] = smoothed,
             ["val_loss"] = finalVal,
             ["best_val_loss"] = double.IsNaN(best) ? null : best,
-            ["perplexity"] = Math.Exp(finalVal ?? smoothed),
+            ["perplexity"] = config.IsClassifier ? null : Math.Exp(finalVal ?? smoothed),
             ["seconds"] = seconds,
             ["tokens_per_s"] = tokensPerSecond,
             ["device"] = gpu.Info.ToString(),
-        }, sample);
+        };
+        if (metrics is not null)
+        {
+            summary["val_accuracy"] = metrics.Accuracy;
+            for (int c = 0; c < metrics.Classes.Count; c++)
+                summary[$"val_f1_{metrics.Classes[c]}"] = metrics.F1(c);
+            sample = metrics.Report();
+        }
+        report.Summary(summary, sample, metrics is not null ? "validation:" : "sample (temperature 0.8):");
         return ExitCodes.Ok;
     }
 
@@ -206,7 +224,7 @@ internal sealed class TrainRun
     /// A non-finite loss or gradient norm stops the run before the update reaches the weights. A
     /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
     /// </remarks>
-    private double Loop(Trainer trainer, GradientNorm norm, StreamBatcher batcher, long total, Reporter report, Stopwatch clock, long firstStep,
+    private double Loop(Trainer trainer, GradientNorm norm, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
         Func<double?> validate, Action save, CancellationToken stop)
     {
         double smoothed = double.NaN;
@@ -246,6 +264,7 @@ internal sealed class TrainRun
         Same("--hidden", Hidden, c.Config.Hidden, v => Hidden = v);
         Same("--layers", Layers, c.Config.Layers, v => Layers = v);
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
+        Same("--mode", Mode, c.Mode, v => Mode = v);
         if (Resume is null)
             return;
         var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");

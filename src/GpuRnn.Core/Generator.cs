@@ -64,19 +64,34 @@ public sealed class Generator : IDisposable
     public string Sample(Vocabulary vocab, string prime, int length, SamplingOptions options) =>
         Sample(vocab, TokenizerKind.Char, prime, length, options);
 
-    /// <summary>As <see cref="Sample(Vocabulary, string, int, SamplingOptions)"/>, for a model of any tokenizer.</summary>
-    public string Sample(Vocabulary vocab, TokenizerKind tokenizer, string prime, int length, SamplingOptions options)
+    /// <summary>
+    /// As <see cref="Sample(Vocabulary, string, int, SamplingOptions)"/>, for a model of any tokenizer
+    /// and data mode. A <see cref="DataMode.Lines"/> model reads <c>&lt;bos&gt;</c> first (then the
+    /// prime) and the text ends where it samples <c>&lt;eos&gt;</c>: one sequence, e.g. one name.
+    /// </summary>
+    public string Sample(Vocabulary vocab, TokenizerKind tokenizer, string prime, int length, SamplingOptions options, DataMode mode = DataMode.Stream)
     {
         ArgumentNullException.ThrowIfNull(vocab);
         ArgumentNullException.ThrowIfNull(prime);
         if (vocab.Count != model.Config.Vocab)
             throw new GpuRnnException($"the vocabulary has {vocab.Count} tokens but the model has V = {model.Config.Vocab}");
+        if (model.Config.IsClassifier)
+            throw new GpuRnnException("this model is a classifier: it predicts labels (gpurnn predict), it does not generate text");
         int[] primeIds = prime.Length > 0 ? vocab.Encode(prime, tokenizer) : [];
         if (tokenizer == TokenizerKind.Word && primeIds.Length > 0 && primeIds[^1] == vocab.EndId && !prime.EndsWith('\n'))
             primeIds = primeIds[..^1]; // the tokenizer ends every line with <eos>; an unfinished prime line has not ended
+        bool lines = mode == DataMode.Lines;
+        if (lines)
+        {
+            int bos = vocab.IdOf(Vocabulary.Bos);
+            if (bos < 0)
+                throw new GpuRnnException($"a line model needs {Vocabulary.Bos} in its vocabulary");
+            primeIds = [bos, .. primeIds];
+        }
         if (primeIds.Length == 0)
             primeIds = [StartId(vocab)];
-        var ids = SampleIds(primeIds, length, options, tokenizer == TokenizerKind.Word ? -1 : vocab.EndId, Excluded(vocab));
+        int end = lines || tokenizer == TokenizerKind.Char ? vocab.EndId : -1; // in a word stream <eos> is a line break, not the end
+        var ids = SampleIds(primeIds, length, options, end, Excluded(vocab));
         string text = vocab.Decode(ids, tokenizer);
         return tokenizer == TokenizerKind.Word && prime.Length > 0 && !prime.EndsWith('\n') && text.Length > 0 ? " " + text : text;
     }

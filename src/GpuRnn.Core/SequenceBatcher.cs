@@ -19,7 +19,7 @@ public enum DataMode
 /// zero state. Each epoch is shuffled with the seed, then grouped by similar length (sorted within
 /// pools of 32 batches) so that padding stays small, and the batches themselves are shuffled.
 /// </summary>
-public sealed class SequenceBatcher
+public sealed class SequenceBatcher : ITrainingData
 {
     private const int PoolBatches = 32;
     private readonly IReadOnlyList<int[]> sequences;
@@ -61,6 +61,12 @@ public sealed class SequenceBatcher
 
     /// <summary>Batches per epoch (the last one may hold fewer sequences; its empty slots add nothing).</summary>
     public int BatchesPerEpoch { get; }
+
+    /// <inheritdoc/>
+    public int StepsPerEpoch => BatchesPerEpoch;
+
+    /// <summary>The longest window: the longest sequence (+1 for the <c>&lt;bos&gt;</c> of a line).</summary>
+    public int Capacity => window.Capacity;
 
     /// <summary>Completed epochs.</summary>
     public int Epoch { get; private set; }

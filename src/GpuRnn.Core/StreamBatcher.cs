@@ -6,7 +6,7 @@ namespace GpuRnn;
 /// with s = min(T, n − 1 − i), inputs [:, i, i+s), targets [:, i+1, i+1+s). A step is one window;
 /// past the last window a new epoch starts, with the hidden state reset.
 /// </summary>
-public sealed class StreamBatcher
+public sealed class StreamBatcher : ITrainingData
 {
     private readonly int[] ids;
     private readonly TokenWindow window;
@@ -28,6 +28,9 @@ public sealed class StreamBatcher
 
     /// <summary>Windows per epoch.</summary>
     public int WindowsPerEpoch => (StreamLength - 1 + window.Capacity - 1) / window.Capacity;
+
+    /// <inheritdoc/>
+    public int StepsPerEpoch => WindowsPerEpoch;
 
     /// <summary>Completed epochs.</summary>
     public int Epoch { get; private set; }

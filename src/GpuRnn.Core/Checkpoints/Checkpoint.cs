@@ -68,12 +68,29 @@ public sealed class Checkpoint
     /// <summary>Carried hidden state per layer [B·H] (empty for a weights-only file).</summary>
     public IReadOnlyList<float[]> HiddenState { get; }
 
+    /// <summary>How the model was trained: stream, lines or labelled data (stream when the file does not say).</summary>
+    public DataMode Mode { get; private init; }
+
+    /// <summary>The class names of a classifier in class-index order; empty for a language model.</summary>
+    public IReadOnlyList<string> Labels { get; private init; } = [];
+
     /// <summary>All metadata as stored.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Saves <paramref name="model"/> (and, when given, the trainer's full resume state) atomically.</summary>
-    public static void Save(string path, RnnModel model, Vocabulary vocabulary, TokenizerKind tokenizer, Trainer? trainer = null, TrainingState? training = null)
+    /// <param name="path">Target file (replaced atomically).</param>
+    /// <param name="model">The model.</param>
+    /// <param name="vocabulary">Its vocabulary.</param>
+    /// <param name="tokenizer">Its tokenizer.</param>
+    /// <param name="trainer">With <paramref name="training"/>: the optimizer state and carried hidden state to store for resuming.</param>
+    /// <param name="training">Where the run stands.</param>
+    /// <param name="mode">The data mode, so that sample, eval and predict treat the model right.</param>
+    /// <param name="labels">A classifier's class names in index order.</param>
+    public static void Save(string path, RnnModel model, Vocabulary vocabulary, TokenizerKind tokenizer, Trainer? trainer = null, TrainingState? training = null,
+        DataMode mode = DataMode.Stream, IReadOnlyList<string>? labels = null)
     {
+        if (model.Config.IsClassifier != (labels is not null) || (labels is not null && labels.Count != model.Config.Classes))
+            throw new ArgumentException("a classifier needs exactly one label name per class, a language model none.", nameof(labels));
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(vocabulary);
         var c = model.Config;
@@ -84,12 +101,14 @@ public sealed class Checkpoint
             [TokenizerKey] = GpuRnn.Tokenizer.Name(tokenizer),
             [ConfigKey] = new JsonObject
             {
-                ["task"] = "lm",
+                ["task"] = c.IsClassifier ? "classifier" : "lm",
+                ["mode"] = ModeName(mode),
                 ["cell"] = "rnn_tanh",
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
                 ["special_tokens"] = new JsonObject(Vocabulary.Specials.Select(s => KeyValuePair.Create(s, (JsonNode?)vocabulary.IdOf(s)))),
+                ["labels"] = labels is null ? null : new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
             }.ToJsonString(),
         };
         if (trainer is not null && training is not null)
@@ -124,16 +143,22 @@ public sealed class Checkpoint
         var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
         int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
         var hh = Shape("rnn.weight_hh_l0");
+        var ih = Shape("rnn.weight_ih_l0");
         var dec = Shape("decoder.weight");
-        if (hh.Length != 2 || dec.Length != 2)
-            throw Bad($"rnn.weight_hh_l0 {Show(hh)} and decoder.weight {Show(dec)} must be matrices");
+        if (hh.Length != 2 || ih.Length != 2 || dec.Length != 2)
+            throw Bad($"rnn.weight_hh_l0 {Show(hh)}, rnn.weight_ih_l0 {Show(ih)} and decoder.weight {Show(dec)} must be matrices");
         int layers = 0;
         while (shapes.ContainsKey($"rnn.weight_hh_l{layers}"))
             layers++;
-        var config = new ModelConfig(dec[0], hh[0], layers);
+        var (mode, labels) = ParseConfig(file.Metadata, Bad);
+        if (labels is not null && labels.Length != dec[0])
+            throw Bad($"{labels.Length} labels in '{ConfigKey}' but decoder.weight has {dec[0]} rows");
+        if (labels is null && dec[0] != ih[1])
+            throw Bad($"decoder.weight has {dec[0]} rows but rnn.weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
+        var config = new ModelConfig(ih[1], hh[0], layers, labels?.Length ?? 0);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
-        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers);
+        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs);
 
         var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
         foreach (var t in layout.Tensors)
@@ -156,7 +181,7 @@ public sealed class Checkpoint
             throw Bad($"metadata '{VocabKey}' is not a JSON array of strings");
         }
         if (tokens.Length != config.Vocab)
-            throw Bad($"the vocabulary has {tokens.Length} tokens but decoder.weight says V = {config.Vocab}");
+            throw Bad($"the vocabulary has {tokens.Length} tokens but rnn.weight_ih_l0 says V = {config.Vocab}");
         Vocabulary vocabulary;
         try
         {
@@ -199,7 +224,7 @@ public sealed class Checkpoint
             if (!weights.ContainsKey(t.Name) && !slots.ContainsKey(t.Name) && !(training is not null && t.Name.StartsWith("state.h_l", StringComparison.Ordinal)))
                 throw Bad($"unexpected tensor '{t.Name}' for an L={layers} Elman language model");
         }
-        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata);
+        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata) { Mode = mode, Labels = labels ?? [] };
     }
 
     /// <summary>Creates the model on <paramref name="device"/> with these weights.</summary>
@@ -251,6 +276,45 @@ public sealed class Checkpoint
         "adam" => OptimizerKind.Adam,
         _ => throw new GpuRnnException($"--optimizer {name}: use sgd, adam, adagrad or rmsprop"),
     };
+
+    /// <summary>The command-line name of a data mode.</summary>
+    public static string ModeName(DataMode mode) => mode switch
+    {
+        DataMode.Stream => "stream",
+        DataMode.Lines => "lines",
+        DataMode.Labeled => "labeled",
+        _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown mode"),
+    };
+
+    /// <summary>The data mode of a command-line name.</summary>
+    /// <exception cref="GpuRnnException">Unknown name.</exception>
+    public static DataMode ParseMode(string name) => name switch
+    {
+        "stream" => DataMode.Stream,
+        "lines" => DataMode.Lines,
+        "labeled" => DataMode.Labeled,
+        _ => throw new GpuRnnException($"--mode {name}: use stream, lines or labeled"),
+    };
+
+    /// <summary>Mode and labels from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is).</summary>
+    private static (DataMode Mode, string[]? Labels) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
+    {
+        if (!metadata.TryGetValue(ConfigKey, out string? json))
+            return (DataMode.Stream, null);
+        try
+        {
+            var node = JsonNode.Parse(json) as JsonObject ?? throw new JsonException("not an object");
+            var mode = node["mode"] is JsonValue m ? ParseMode(m.GetValue<string>()) : DataMode.Stream;
+            string[]? labels = node["labels"] is JsonArray a ? a.Select(x => x?.GetValue<string>() ?? throw new JsonException("null label")).ToArray() : null;
+            if (labels is not null && (labels.Length < 2 || labels.Distinct(StringComparer.Ordinal).Count() != labels.Length))
+                throw new JsonException("labels must be at least 2 distinct names");
+            return (mode, labels);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or GpuRnnException)
+        {
+            throw bad($"metadata '{ConfigKey}' is malformed: {e.Message.Split('\n')[0]}");
+        }
+    }
 
     private static TokenizerKind ParseTokenizer(string name, Func<string, GpuRnnException> bad)
     {

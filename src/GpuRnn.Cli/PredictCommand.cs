@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Globalization;
+using GpuRnn.Checkpoints;
+
+namespace GpuRnn.Cli;
+
+/// <summary><c>gpurnn predict</c>: one answer per input line — a label for a classifier, a continuation for a language model.</summary>
+internal static class PredictCommand
+{
+    public static Command Create(TextWriter stdout, TextReader stdin)
+    {
+        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
+        checkpoint.Required = true;
+        var input = App.Opt<string?>("--input", "UTF-8 file with one input per line; without it, standard input.");
+        var length = App.Opt("--length", "Language models: tokens to generate per line at most.", 100);
+        var temperature = App.Opt("--temperature", "Language models: softmax temperature; 0 or less is greedy.", 0f);
+        var seed = App.Opt("--seed", "Language models: random seed.", 1);
+        var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
+        var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var cmd = new Command("predict", "For each input line: the label and its probability (classifier) or the model's continuation (language model).")
+        {
+            checkpoint, input, length, temperature, seed, batch, device,
+        };
+        cmd.SetAction(r =>
+        {
+            TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
+            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            string? path = r.GetValue(input);
+            string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
+            var lines = text.Split('\n');
+            if (lines.Length > 0 && lines[^1].Length == 0)
+                lines = lines[..^1];
+            using var gpu = GpuDevice.Open(r.GetValue(device)!);
+            using var model = c.CreateModel(gpu);
+            if (c.Config.IsClassifier)
+                Classify(stdout, c, model, lines, r.GetValue(batch));
+            else
+                Continue(stdout, c, model, lines, r.GetValue(length), new SamplingOptions(r.GetValue(temperature), Seed: r.GetValue(seed)));
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static void Classify(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch)
+    {
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        var seqs = new List<int[]>();
+        foreach (string line in lines)
+        {
+            var ids = SequenceData.EncodeLine(c.Vocabulary, line, c.Tokenizer);
+            seqs.Add(ids.Length > 0 ? ids : [c.Vocabulary.UnknownId >= 0 ? c.Vocabulary.UnknownId : 0]); // an empty line still gets an answer
+        }
+        if (seqs.Count == 0)
+            return;
+        var data = new SequenceBatcher(seqs, new int[seqs.Count], Math.Min(batch, seqs.Count), -1, -1, seed: 0);
+        int classes = c.Config.Classes;
+        int done = 0;
+        foreach (var window in data.InOrder())
+        {
+            var logits = trainer.ClassLogits(window);
+            for (int b = 0; b < window.Batch && done < seqs.Count; b++, done++)
+            {
+                var row = logits.AsSpan(b * classes, classes);
+                float max = row[0];
+                int best = 0;
+                for (int k = 1; k < classes; k++)
+                {
+                    if (row[k] > max)
+                    {
+                        max = row[k];
+                        best = k;
+                    }
+                }
+                double sum = 0;
+                foreach (float v in row)
+                    sum += Math.Exp(v - max);
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Labels[best]}\t{1 / sum:F4}"));
+            }
+        }
+    }
+
+    private static void Continue(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int length, SamplingOptions options)
+    {
+        using var generator = new Generator(model);
+        foreach (string line in lines)
+            stdout.WriteLine(generator.Sample(c.Vocabulary, c.Tokenizer, line, length, options, c.Mode).Replace("\n", "\\n", StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,116 @@
+using System.Globalization;
+using System.Text;
+
+namespace GpuRnn;
+
+/// <summary>
+/// How a classifier does on labelled sequences: mean cross-entropy, accuracy, and per class the
+/// precision, recall and F1 with the confusion matrix (accuracy alone misleads on imbalanced data).
+/// </summary>
+public sealed class ClassifierMetrics
+{
+    private ClassifierMetrics(IReadOnlyList<string> classes, long[,] confusion, double loss)
+    {
+        Classes = classes;
+        Confusion = confusion;
+        Loss = loss;
+    }
+
+    /// <summary>Class names in index order.</summary>
+    public IReadOnlyList<string> Classes { get; }
+
+    /// <summary>[true class, predicted class] counts.</summary>
+    public long[,] Confusion { get; }
+
+    /// <summary>Mean cross-entropy of the true labels.</summary>
+    public double Loss { get; }
+
+    /// <summary>Sequences scored.</summary>
+    public long Count => Confusion.Cast<long>().Sum();
+
+    /// <summary>Fraction predicted right.</summary>
+    public double Accuracy => Count == 0 ? double.NaN : Enumerable.Range(0, Classes.Count).Sum(c => Confusion[c, c]) / (double)Count;
+
+    /// <summary>Of the sequences predicted as class c, the fraction that are c (NaN when none was predicted).</summary>
+    public double Precision(int c) => Ratio(Confusion[c, c], Enumerable.Range(0, Classes.Count).Sum(t => Confusion[t, c]));
+
+    /// <summary>Of the sequences of class c, the fraction predicted as c.</summary>
+    public double Recall(int c) => Ratio(Confusion[c, c], Enumerable.Range(0, Classes.Count).Sum(p => Confusion[c, p]));
+
+    /// <summary>Harmonic mean of precision and recall of class c (0 when either is 0 or undefined).</summary>
+    public double F1(int c)
+    {
+        double p = Precision(c), r = Recall(c);
+        return double.IsNaN(p) || double.IsNaN(r) || p + r == 0 ? 0 : 2 * p * r / (p + r);
+    }
+
+    /// <summary>JSON has no NaN: an undefined ratio is written as null.</summary>
+    private static double? OrNull(double x) => double.IsNaN(x) ? null : x;
+
+    private static double Ratio(long a, long b) => b == 0 ? double.NaN : (double)a / b;
+
+    /// <summary>Runs <paramref name="trainer"/>'s classifier over every sequence of <paramref name="data"/> once.</summary>
+    public static ClassifierMetrics Compute(Trainer trainer, SequenceBatcher data, IReadOnlyList<string> classes)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(data);
+        int c = classes.Count;
+        var confusion = new long[c, c];
+        double loss = 0;
+        foreach (var window in data.InOrder())
+        {
+            var logits = trainer.ClassLogits(window); // [B, C]
+            for (int b = 0; b < window.Batch; b++)
+            {
+                int label = window.Labels[b];
+                if (label < 0)
+                    continue; // an empty slot of the last batch
+                var row = logits.AsSpan(b * c, c);
+                int predicted = 0;
+                double max = row[0];
+                for (int k = 1; k < c; k++)
+                {
+                    if (row[k] > max)
+                    {
+                        max = row[k];
+                        predicted = k;
+                    }
+                }
+                double sum = 0;
+                foreach (float v in row)
+                    sum += Math.Exp(v - max);
+                loss += Math.Log(sum) + max - row[label];
+                confusion[label, predicted]++;
+            }
+        }
+        long count = confusion.Cast<long>().Sum();
+        return new ClassifierMetrics(classes, confusion, count > 0 ? loss / count : double.NaN);
+    }
+
+    /// <summary>A small plain-text report: accuracy, per-class precision/recall/F1, confusion matrix.</summary>
+    public string Report()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Create(inv, $"accuracy {Accuracy:P2} of {Count} sequences, loss {Loss:F4}"));
+        int width = Math.Max(9, Classes.Max(l => l.Length) + 2);
+        sb.AppendLine($"{"class".PadRight(width)} precision  recall     F1");
+        for (int c = 0; c < Classes.Count; c++)
+            sb.AppendLine(string.Create(inv, $"{Classes[c].PadRight(width)} {Precision(c),9:F4}  {Recall(c),6:F4}  {F1(c),6:F4}"));
+        sb.AppendLine("confusion (rows: true, columns: predicted)");
+        sb.AppendLine(new string(' ', width) + string.Concat(Classes.Select(l => l.PadLeft(width))));
+        for (int t = 0; t < Classes.Count; t++)
+            sb.AppendLine(Classes[t].PadRight(width) + string.Concat(Enumerable.Range(0, Classes.Count).Select(p => Confusion[t, p].ToString(inv).PadLeft(width))));
+        return sb.ToString().TrimEnd();
+    }
+
+    /// <summary>The metrics as a JSON-friendly dictionary.</summary>
+    public Dictionary<string, object?> ToDictionary() => new()
+    {
+        ["loss"] = OrNull(Loss),
+        ["accuracy"] = OrNull(Accuracy),
+        ["count"] = Count,
+        ["per_class"] = Enumerable.Range(0, Classes.Count).ToDictionary(c => Classes[c], c => new { precision = OrNull(Precision(c)), recall = OrNull(Recall(c)), f1 = F1(c) }),
+        ["confusion"] = Enumerable.Range(0, Classes.Count).Select(t => Enumerable.Range(0, Classes.Count).Select(p => Confusion[t, p]).ToArray()).ToArray(),
+    };
+}

@@ -1,0 +1,108 @@
+using System.Text.Json;
+using GpuRnn.Checkpoints;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+/// <summary>The line and labelled modes through the command line: train, sample, eval, predict, info.</summary>
+public sealed class ModeCliTests : CliHarness
+{
+    private static readonly string[] Small = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "4", "--sample-length", "10", "--eval-every", "2"];
+
+    private string Names()
+    {
+        string path = P("names.txt");
+        File.WriteAllText(path, "ab\nabc\nbca\n\ncab\nb\nacab\nbb\nca\nabba\nc\n");
+        return path;
+    }
+
+    private string Labelled()
+    {
+        string path = P("labelled.tsv");
+        File.WriteAllText(path, "pos\tgood fun\nneg\tbad day\npos\tfun fun\nneg\tbad\r\npos\tgood\nneg\tsad bad day\npos\tgood good\nneg\tsad\n");
+        return path;
+    }
+
+    [Test]
+    public void LinesTrainSampleEvalAndPredict()
+    {
+        var (code, output, error) = Run(["train", .. Small, "--mode", "lines", "--data", Names(), "--steps", "4", "--val-fraction", "0.2", "--out", P("lines.safetensors")]);
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(output, Does.Contain("lines data").And.Contain("10 lines (8 train, 2 validation)"));
+        var c = Checkpoint.Load(P("lines.safetensors"));
+        Assert.That(c.Mode, Is.EqualTo(DataMode.Lines));
+        Assert.That(c.Vocabulary.Tokens, Is.EqualTo(new[] { "<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "c" }), "no newline token in a line model");
+
+        var sample = Run("sample", "--checkpoint", P("lines.safetensors"), "--device", "cpu", "--count", "3", "--length", "12");
+        Assert.That(sample.Code, Is.EqualTo(0), sample.Err);
+        Assert.That(sample.Out.Split("---\n"), Has.Length.EqualTo(3));
+
+        var eval = Run("eval", "--checkpoint", P("lines.safetensors"), "--data", Names(), "--device", "cpu", "--json");
+        Assert.That(eval.Code, Is.EqualTo(0), eval.Err);
+        Assert.That(JsonDocument.Parse(eval.Out).RootElement.GetProperty("tokens").GetInt64(), Is.EqualTo(25 + 10), "every character and each line's <eos>");
+
+        File.WriteAllText(P("primes.txt"), "ab\nc\n");
+        var predict = Run("predict", "--checkpoint", P("lines.safetensors"), "--input", P("primes.txt"), "--device", "cpu", "--length", "5");
+        Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
+        Assert.That(predict.Out.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(2), "one continuation per input line");
+    }
+
+    [Test]
+    public void LabeledTrainEvalAndPredict()
+    {
+        var (code, output, error) = Run(["train", .. Small, "--mode", "labeled", "--tokenizer", "word", "--data", Labelled(), "--steps", "6", "--val-fraction", "0.25",
+            "--out", P("cls.safetensors"), "--json"]);
+        Assert.That(code, Is.EqualTo(0), error);
+        var summary = JsonDocument.Parse(output.Trim().Split('\n')[^1]).RootElement;
+        Assert.That(summary.GetProperty("val_accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(summary.GetProperty("sample").GetString(), Does.Contain("confusion"));
+        var c = Checkpoint.Load(P("cls.safetensors"));
+        Assert.That(c.Labels, Is.EqualTo(new[] { "neg", "pos" }));
+        Assert.That(c.Config.Classes, Is.EqualTo(2));
+
+        var info = Run("info", "--checkpoint", P("cls.safetensors"));
+        Assert.That(info.Out, Does.Contain("\"labels\":[\"neg\",\"pos\"]"));
+
+        var eval = Run("eval", "--checkpoint", P("cls.safetensors"), "--data", Labelled(), "--device", "cpu", "--json");
+        Assert.That(eval.Code, Is.EqualTo(0), eval.Err);
+        var metrics = JsonDocument.Parse(eval.Out).RootElement;
+        Assert.That(metrics.GetProperty("count").GetInt64(), Is.EqualTo(8));
+        Assert.That(metrics.GetProperty("per_class").GetProperty("pos").GetProperty("f1").ValueKind, Is.EqualTo(JsonValueKind.Number));
+
+        File.WriteAllText(P("texts.txt"), "good fun\nsad day\nunseen words here\n");
+        var predict = Run("predict", "--checkpoint", P("cls.safetensors"), "--input", P("texts.txt"), "--device", "cpu");
+        Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
+        var rows = predict.Out.TrimEnd('\n').Split('\n');
+        Assert.That(rows, Has.Length.EqualTo(3));
+        foreach (string row in rows)
+        {
+            var parts = row.Split('\t');
+            Assert.That(parts[0], Is.AnyOf("neg", "pos"));
+            Assert.That(double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(0.5, 1.0));
+        }
+
+        var sample = Run("sample", "--checkpoint", P("cls.safetensors"), "--device", "cpu");
+        Assert.That(sample.Code, Is.EqualTo(1));
+        Assert.That(sample.Err, Does.Contain("classifier"));
+    }
+
+    [TestCase("pos good\nneg\tbad\n", "labelled.tsv:1: no TAB")]
+    [TestCase("pos\tgood\npos\tfun\n", "labelled data needs at least 2 classes; found 1 ('pos')")]
+    [TestCase("pos\tgood\n\tbad\n", "labelled.tsv:2: the label before the TAB is empty")]
+    public void BadLabelledDataNamesTheLine(string content, string message)
+    {
+        File.WriteAllText(P("labelled.tsv"), content);
+        var (code, _, error) = Run(["train", .. Small, "--mode", "labeled", "--data", P("labelled.tsv"), "--steps", "1"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain(message));
+        Assert.That(error.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public void UnknownModeIsAnError()
+    {
+        var (code, _, error) = Run(["train", .. Small, "--mode", "pairs2", "--data", Names(), "--steps", "1"]);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.StartWith("gpurnn: --mode pairs2: use stream, lines or labeled"));
+    }
+}
