@@ -60,21 +60,8 @@ internal static class PredictCommand
             var logits = trainer.ClassLogits(window);
             for (int b = 0; b < window.Batch && done < seqs.Count; b++, done++)
             {
-                var row = logits.AsSpan(b * classes, classes);
-                float max = row[0];
-                int best = 0;
-                for (int k = 1; k < classes; k++)
-                {
-                    if (row[k] > max)
-                    {
-                        max = row[k];
-                        best = k;
-                    }
-                }
-                double sum = 0;
-                foreach (float v in row)
-                    sum += Math.Exp(v - max);
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Labels[best]}\t{1 / sum:F4}"));
+                var (best, probability, _) = ClassifierMetrics.Predict(logits.AsSpan(b * classes, classes));
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Labels[best]}\t{probability:F4}"));
             }
         }
     }

@@ -73,6 +73,9 @@ internal sealed class Activations : IDisposable
         return Hidden[layer].View.SubView(t * bh, bh);
     }
 
+    /// <summary>Device bytes held (what <see cref="TrainingMemory"/> must predict).</summary>
+    public long Bytes => owned.OfType<MemoryBuffer>().Sum(m => m.LengthInBytes);
+
     private T Own<T>(T buffer) where T : IDisposable
     {
         owned.Add(buffer);

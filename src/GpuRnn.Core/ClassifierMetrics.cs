@@ -65,26 +65,31 @@ public sealed class ClassifierMetrics
                 int label = window.Labels[b];
                 if (label < 0)
                     continue; // an empty slot of the last batch
-                var row = logits.AsSpan(b * c, c);
-                int predicted = 0;
-                double max = row[0];
-                for (int k = 1; k < c; k++)
-                {
-                    if (row[k] > max)
-                    {
-                        max = row[k];
-                        predicted = k;
-                    }
-                }
-                double sum = 0;
-                foreach (float v in row)
-                    sum += Math.Exp(v - max);
-                loss += Math.Log(sum) + max - row[label];
+                var (predicted, _, logSumExp) = Predict(logits.AsSpan(b * c, c));
+                loss += logSumExp - logits[b * c + label];
                 confusion[label, predicted]++;
             }
         }
         long count = confusion.Cast<long>().Sum();
         return new ClassifierMetrics(classes, confusion, count > 0 ? loss / count : double.NaN);
+    }
+
+    /// <summary>
+    /// The most likely class of one row of logits, its probability, and log Σ exp(logits) (for the
+    /// cross-entropy of any class: logSumExp − logit). The max is subtracted before exponentiating.
+    /// </summary>
+    public static (int Class, double Probability, double LogSumExp) Predict(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int k = 1; k < logits.Length; k++)
+        {
+            if (logits[k] > logits[best])
+                best = k;
+        }
+        double max = logits[best], sum = 0;
+        foreach (float v in logits)
+            sum += Math.Exp(v - max);
+        return (best, 1 / sum, max + Math.Log(sum));
     }
 
     /// <summary>A small plain-text report: accuracy, per-class precision/recall/F1, confusion matrix.</summary>

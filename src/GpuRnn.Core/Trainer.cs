@@ -317,6 +317,10 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>Device bytes held by the parameters, gradients, optimizer slots and activations (checked against <see cref="TrainingMemory"/>).</summary>
+    internal long DeviceBytes =>
+        model.Parameters.LengthInBytes + gradients.LengthInBytes + slots.Sum(x => x.LengthInBytes) + (act?.Bytes ?? 0) + (evalAct?.Bytes ?? 0);
+
     /// <summary>Copies optimizer slot <paramref name="slot"/> [P] to the host.</summary>
     public float[] GetSlot(int slot)
     {

@@ -17,14 +17,15 @@ public static class TrainingMemory
     public static double Bytes(ModelConfig config, int batch, int seqLen, int optimizerSlots, bool validation)
     {
         ArgumentNullException.ThrowIfNull(config);
-        double v = config.Vocab, o = config.Vocab /* decoder rows: V for a language model */, h = config.Hidden, l = config.Layers, b = batch, t = seqLen;
+        double v = config.Vocab, o = config.Outputs /* decoder rows: V, or C for a classifier */, h = config.Hidden, l = config.Layers, b = batch, t = seqLen;
         double p = b * t; // positions of one window
         double parameters = h * v + (2 * l - 1) * h * h + 2 * l * h + o * h + o; // P: W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases, decoder [O, H] + [O]
         double activations =
-            sizeof(int) * (3 * p + v + 1)                // ids, targets, token positions [T·B]; token offsets [V + 1]
+            sizeof(int) * (3 * p + v + 1 + 2 * b)        // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels [B]
             + sizeof(float) * (3 * p * h                 // X, dH, dZ [T, B, H]
                 + l * (t + 1) * b * h                    // hidden states [L][T + 1, B, H]
-                + p * o                                  // logits / dlogits [T, B, V]
+                + (config.IsClassifier ? b : p) * o      // logits / dlogits: [T, B, V], or [B, C] for a classifier
+                + 2 * b * h                              // last true state and its gradient [B, H]
                 + p + 2);                                // per-row loss, scalars
         return sizeof(float) * parameters * (2 + optimizerSlots) + activations * (validation ? 2 : 1);
     }

@@ -97,15 +97,21 @@ public sealed class ReliabilityTests : CliHarness
     }
 
     [Test]
-    public void MemoryEstimateCountsEveryBuffer()
+    public void MemoryEstimateCountsEveryBuffer([Values(0, 3)] int classes, [Values(false, true)] bool validation)
     {
-        // V=10, H=4, L=2: P = 4·10 + 3·16 + 16 + 10·4 + 10 = 154; B=2, T=3: p = 6.
-        var config = new ModelConfig(10, 4, 2);
-        Assert.That(new ParameterLayout(10, 4, 2).Count, Is.EqualTo(154), "the formula's P");
-        double ints = 4 * (3 * 6 + 11);
-        double floats = 4 * (3 * 6 * 4 + 2 * 4 * 2 * 4 + 6 * 10 + 6 + 2);
-        Assert.That(TrainingMemory.Bytes(config, 2, 3, optimizerSlots: 2, validation: false), Is.EqualTo(4 * 154 * 4 + ints + floats));
-        Assert.That(TrainingMemory.Bytes(config, 2, 3, optimizerSlots: 0, validation: true), Is.EqualTo(4 * 154 * 2 + 2 * (ints + floats)));
+        // The estimate must equal what a trainer really holds once it has run (and evaluated) a window.
+        var config = new ModelConfig(10, 4, 2, classes);
+        using var model = new RnnModel(TestDevices.Get("cpu"), config, seed: 1);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f));
+        var window = new TokenWindow(2, 3) { Steps = 3 };
+        Array.Fill(window.Inputs, 5);
+        Array.Fill(window.Targets, classes > 0 ? -1 : 6);
+        Array.Fill(window.Lengths, 3);
+        Array.Fill(window.Labels, classes > 0 ? 1 : -1);
+        trainer.ComputeGradients(window);
+        if (validation)
+            trainer.Evaluate([window]);
+        Assert.That(TrainingMemory.Bytes(config, 2, 3, optimizerSlots: 2, validation), Is.EqualTo(trainer.DeviceBytes));
     }
 
     // ------------------------------------------------------------------------------------ checkpoints
