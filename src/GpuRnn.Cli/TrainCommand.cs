@@ -145,7 +145,6 @@ internal sealed class TrainRun
         using var gpu = GpuDevice.Open(Device);
         using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, config, Seed);
         using var trainer = new Trainer(model, Optimizer);
-        using var norm = new GradientNorm(gpu);
         double best = double.NaN;
         if (Resume is not null)
         {
@@ -174,7 +173,7 @@ internal sealed class TrainRun
 
         var clock = Stopwatch.StartNew();
         long firstStep = trainer.StepCount;
-        double smoothed = report.Run(firstStep, () => Loop(trainer, norm, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
+        double smoothed = report.Run(firstStep, () => Loop(trainer, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
         if (trainer.StepCount < total)
             return Interrupted(stdout, report, trainer.StepCount, total, trainer.StepCount > firstStep ? Save : null);
         double? finalVal = Evaluate();
@@ -224,16 +223,15 @@ internal sealed class TrainRun
     /// A non-finite loss or gradient norm stops the run before the update reaches the weights. A
     /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
     /// </remarks>
-    private double Loop(Trainer trainer, GradientNorm norm, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
+    private double Loop(Trainer trainer, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
         Func<double?> validate, Action save, CancellationToken stop)
     {
         double smoothed = double.NaN;
         while (trainer.StepCount < total && !stop.IsCancellationRequested)
         {
             var window = batcher.Next();
-            trainer.ComputeGradients(window); // ComputeGradients + ReadLoss + ApplyUpdate = Trainer.Step, with a check before the update
-            float loss = trainer.ReadLoss();
-            float gradNorm = norm.Of(trainer.Gradients);
+            trainer.ComputeGradients(window); // ComputeGradients + ApplyUpdate = Trainer.Step, with a check before the update
+            var (loss, gradNorm) = trainer.ReadLossAndNorm();
             long step = trainer.StepCount + 1;
             if (!float.IsFinite(loss) || !float.IsFinite(gradNorm))
             {

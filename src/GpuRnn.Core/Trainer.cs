@@ -129,6 +129,8 @@ public sealed class Trainer : IDisposable
             }
         }
 
+        // Σ g² for clipping and for the divergence check that callers may make before the update.
+        k.ReduceSum(g.Length, true, g, a.Scalars.View, Activations.NormSlot);
         Carry(a, s); // after backward, which reads h_0
     }
 
@@ -287,6 +289,19 @@ public sealed class Trainer : IDisposable
         return sum[0] * lossScale;
     }
 
+    /// <summary>
+    /// The mean loss and the global L2 norm of the gradients of the last <see cref="ComputeGradients"/>
+    /// window in one 8-byte copy, so that a caller can refuse a NaN or infinite step before
+    /// <see cref="ApplyUpdate"/> lets it reach the weights. The norm is infinite when Σ g² overflows.
+    /// </summary>
+    public (float Loss, float GradNorm) ReadLossAndNorm()
+    {
+        var a = act ?? throw new InvalidOperationException("no window has been run yet.");
+        Span<float> both = stackalloc float[2];
+        k.Download(a.Scalars.View.SubView(0, 2), both);
+        return (both[Activations.LossSlot] * lossScale, MathF.Sqrt(both[Activations.NormSlot]));
+    }
+
     /// <summary>Applies one optimizer update (with clipping) from the current <see cref="Gradients"/>.</summary>
     public void ApplyUpdate()
     {
@@ -294,8 +309,6 @@ public sealed class Trainer : IDisposable
         var o = Optimizer;
         var p = model.Parameters;
         var g = gradients.View;
-        if (o.ClipNorm > 0f)
-            k.ReduceSum(g.Length, true, g, a.Scalars.View, Activations.NormSlot);
         StepCount++;
         var args = o.ArgsForStep(StepCount);
         switch (o.Kind)
