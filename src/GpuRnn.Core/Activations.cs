@@ -33,6 +33,7 @@ internal sealed class Activations : IDisposable
         Labels = Own(accelerator.Allocate1D<int>(batch));            // [B]
         HLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] last true state of the top layer
         DLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] its gradient
+        DH0 = Own(accelerator.Allocate1D<float>((long)layout.L * batch * h)); // [L, B, H] gradient w.r.t. each layer's h_0 (encoder–decoder)
         RowLoss = Own(accelerator.Allocate1D<float>(p));              // [T·B]
         DH = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's output
         DZ = Own(accelerator.Allocate1D<float>((long)p * h));         // [T, B, H] gradient w.r.t. a layer's pre-activation
@@ -59,6 +60,7 @@ internal sealed class Activations : IDisposable
     public MemoryBuffer1D<int, Stride1D.Dense> Labels { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> HLast { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> DLast { get; }
+    public MemoryBuffer1D<float, Stride1D.Dense> DH0 { get; }
     public int[] HostRows { get; }
     public int[] HostOffsets { get; }
     public int[] HostPositions { get; }

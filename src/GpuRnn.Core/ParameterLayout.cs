@@ -7,19 +7,29 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
     public long Length => Shape.Aggregate(1L, (a, d) => a * d);
 }
 
+/// <summary>The four tensors of each layer of one stack of Elman layers, by layer.</summary>
+public sealed record RnnStack(IReadOnlyList<ParameterTensor> WeightIh, IReadOnlyList<ParameterTensor> WeightHh,
+    IReadOnlyList<ParameterTensor> BiasIh, IReadOnlyList<ParameterTensor> BiasHh);
+
 /// <summary>
 /// Where every tensor of an L-layer Elman language model lives in the one flat parameter buffer
 /// (DESIGN.md §2), with PyTorch's <c>state_dict</c> names: per layer k <c>rnn.weight_ih_l{k}</c>,
 /// <c>rnn.weight_hh_l{k}</c>, <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c>, then
 /// <c>decoder.weight</c> and <c>decoder.bias</c> (over the vocabulary for a language model, over the
-/// classes for a classifier). Gradients and optimizer slots use the same offsets.
+/// classes for a classifier). An encoder–decoder has two stacks, <c>encoder.rnn.*</c> and
+/// <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>. Gradients and
+/// optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterTensor> byName;
 
-    /// <summary>The layout of a model with vocabulary V, hidden size H, L layers and a decoder of <paramref name="outputs"/> rows (V when 0).</summary>
-    public ParameterLayout(int vocab, int hidden, int layers, int outputs = 0)
+    /// <summary>
+    /// The layout of a model with vocabulary V, hidden size H, L layers and a decoder of
+    /// <paramref name="outputs"/> rows (V when 0); with <paramref name="encoderDecoder"/>, an encoder
+    /// stack of the same sizes comes first.
+    /// </summary>
+    public ParameterLayout(int vocab, int hidden, int layers, int outputs = 0, bool encoderDecoder = false)
     {
         if (outputs == 0)
             outputs = vocab;
@@ -40,25 +50,35 @@ public sealed class ParameterLayout
             list.Add(t);
             offset += t.Length;
         }
-        for (int k = 0; k < layers; k++)
+        RnnStack AddStack(string prefix)
         {
-            Add($"rnn.weight_ih_l{k}", hidden, k == 0 ? vocab : hidden);
-            Add($"rnn.weight_hh_l{k}", hidden, hidden);
-            Add($"rnn.bias_ih_l{k}", hidden);
-            Add($"rnn.bias_hh_l{k}", hidden);
+            int first = list.Count;
+            for (int k = 0; k < layers; k++)
+            {
+                Add($"{prefix}weight_ih_l{k}", hidden, k == 0 ? vocab : hidden);
+                Add($"{prefix}weight_hh_l{k}", hidden, hidden);
+                Add($"{prefix}bias_ih_l{k}", hidden);
+                Add($"{prefix}bias_hh_l{k}", hidden);
+            }
+            ParameterTensor[] Pick(int j) => Enumerable.Range(0, layers).Select(k => list[first + 4 * k + j]).ToArray();
+            return new RnnStack(Pick(0), Pick(1), Pick(2), Pick(3));
         }
         if (outputs < 1)
             throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
         Outputs = outputs;
-        Add("decoder.weight", outputs, hidden);
-        Add("decoder.bias", outputs);
+        IsEncoderDecoder = encoderDecoder;
+        Encoder = encoderDecoder ? AddStack("encoder.rnn.") : null;
+        Stack = AddStack(encoderDecoder ? "decoder.rnn." : "rnn.");
+        string head = encoderDecoder ? "decoder.out." : "decoder.";
+        Add(head + "weight", outputs, hidden);
+        Add(head + "bias", outputs);
         Tensors = list;
-        WeightIh = Enumerable.Range(0, layers).Select(k => list[4 * k]).ToArray();
-        WeightHh = Enumerable.Range(0, layers).Select(k => list[4 * k + 1]).ToArray();
-        BiasIh = Enumerable.Range(0, layers).Select(k => list[4 * k + 2]).ToArray();
-        BiasHh = Enumerable.Range(0, layers).Select(k => list[4 * k + 3]).ToArray();
-        DecoderWeight = list[4 * layers];
-        DecoderBias = list[4 * layers + 1];
+        WeightIh = Stack.WeightIh;
+        WeightHh = Stack.WeightHh;
+        BiasIh = Stack.BiasIh;
+        BiasHh = Stack.BiasHh;
+        DecoderWeight = list[^2];
+        DecoderBias = list[^1];
         Count = offset;
         if (Count > int.MaxValue)
             throw new GpuRnnException($"the model has {Count} parameters; at most {int.MaxValue} are supported");
@@ -79,6 +99,15 @@ public sealed class ParameterLayout
 
     /// <summary>Every tensor in buffer order.</summary>
     public IReadOnlyList<ParameterTensor> Tensors { get; }
+
+    /// <summary>True for an encoder–decoder (two stacks).</summary>
+    public bool IsEncoderDecoder { get; }
+
+    /// <summary>The encoder stack of an encoder–decoder; null otherwise.</summary>
+    public RnnStack? Encoder { get; }
+
+    /// <summary>The stack that feeds the output layer: <c>rnn.*</c>, or <c>decoder.rnn.*</c> of an encoder–decoder.</summary>
+    public RnnStack Stack { get; }
 
     /// <summary><c>rnn.weight_ih_l{k}</c> by layer (looked up once, so the training step builds no names).</summary>
     public IReadOnlyList<ParameterTensor> WeightIh { get; }

@@ -8,7 +8,8 @@ namespace GpuRnn;
 /// <param name="Hidden">H, hidden units per layer.</param>
 /// <param name="Layers">L, stacked tanh layers.</param>
 /// <param name="Classes">C, the classes of a classifier; 0 for a language model.</param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0)
+/// <param name="EncoderDecoder">True for an encoder–decoder: an encoder stack reads the source, its final states start the decoder stack.</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false)
 {
     /// <summary>True for a many-to-one classifier.</summary>
     public bool IsClassifier => Classes > 0;
@@ -37,7 +38,7 @@ public sealed class RnnModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         Device = device;
         Config = config;
-        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs);
+        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs, config.EncoderDecoder);
         parameters = device.Accelerator.Allocate1D<float>(Layout.Count);
         var host = new float[Layout.Count];
         var rng = new Random(seed);

@@ -42,6 +42,9 @@ public sealed class TokenWindow
     /// <summary>Class of each sequence [B] (classifier windows).</summary>
     public int[] Labels { get; }
 
+    /// <summary>For an encoder–decoder: the source window the encoder reads (inputs and lengths); this window is then the decoder's, teacher-forced.</summary>
+    public TokenWindow? Source { get; set; }
+
     /// <summary>True when the hidden state must start from zero (first window of an epoch) instead of being carried.</summary>
     public bool ResetState { get; set; }
 

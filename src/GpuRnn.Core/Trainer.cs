@@ -18,6 +18,7 @@ public sealed class Trainer : IDisposable
     private readonly MemoryBuffer1D<float, Stride1D.Dense>[] slots;   // optimizer state, each [P]
     private Activations? act;     // training windows, with the carried state
     private Activations? evalAct; // evaluation windows, with a state of their own
+    private Activations? encAct;  // the encoder of an encoder–decoder
     private float lossScale;
 
     /// <summary>A trainer for <paramref name="model"/> that updates it with <paramref name="optimizer"/>.</summary>
@@ -72,22 +73,20 @@ public sealed class Trainer : IDisposable
         act = Prepare(act, window);
         var a = act;
         var layout = model.Layout;
-        int v = layout.V, h = layout.H, layers = layout.L;
+        int v = layout.V, h = layout.H;
         int b = window.Batch, s = window.Steps, p = window.Positions;
-        // The per-token position lists for the deterministic dW_ih scatter (host → device).
-        DeviceKernels.TokenPositions(window.Inputs.AsSpan(0, p), v, a.HostOffsets, a.HostPositions);
-        k.Upload<int>(a.HostOffsets, a.TokenOffsets.View);
-        k.Upload<int>(a.HostPositions.AsSpan(0, p), a.TokenPositions.View);
+        UploadTokenPositions(a, window);
+        if (model.Config.EncoderDecoder)
+            Encode(Source(window), a, training: true);
         int counted = Forward(a, window);
         lossScale = counted > 0 ? 1f / counted : 0f;
 
         long ph = (long)p * h;
         var dH = a.DH.View.SubView(0, ph);
-        var dZ = a.DZ.View.SubView(0, ph);
         var logits = model.Config.IsClassifier ? default : a.Logits.View.SubView(0, (long)p * v);
-        var top = Outputs(a, layers - 1, s, h);
+        var top = Outputs(a, layout.L - 1, s, h);
 
-        // ---- backward, in reverse: decoder, then each layer's time loop from the top layer down.
+        // ---- backward, in reverse: the output layer, then each layer's time loop from the top layer down.
         var g = gradients.View;
         var dbDec = RnnModel.ViewOf(g, model.Layout.DecoderBias);
         if (!model.Config.IsClassifier)
@@ -105,33 +104,113 @@ public sealed class Trainer : IDisposable
             k.ColumnSum(b, c, dClass, dbDec, dbDec);
             k.LastStateBackward(p, b, h, a.LastRows.View, a.DLast.View, dH); // the gradient enters at each sequence's last true step only
         }
-        for (int layer = layers - 1; layer >= 0; layer--)
+        if (!model.Config.EncoderDecoder)
         {
-            var wHh = model.View(model.Layout.WeightHh[layer]);
-            long bh = (long)b * h;
-            for (int t = s - 1; t >= 0; t--)
-            {
-                var dzNext = t + 1 < s ? dZ.SubView((t + 1) * bh, bh) : dZ.SubView(0, bh);
-                k.RecurrentBackward(b, h, t + 1 < s, dzNext, wHh, dH.SubView(t * bh, bh), a.HiddenAt(layer, t + 1, h), dZ.SubView(t * bh, bh));
-            }
-            // dW_hh [H, H] = Σ_t dz_tᵀ h_{t−1}: one GEMM over all s·B positions (h_0 … h_{s−1}).
-            k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, a.Hidden[layer].View.SubView(0, ph), 0f, RnnModel.ViewOf(g, model.Layout.WeightHh[layer]));
-            k.ColumnSum(p, h, dZ, RnnModel.ViewOf(g, model.Layout.BiasIh[layer]), RnnModel.ViewOf(g, model.Layout.BiasHh[layer]));
-            if (layer == 0)
-            {
-                k.EmbeddingBackward(h, v, a.TokenOffsets.View, a.TokenPositions.View, dZ, RnnModel.ViewOf(g, model.Layout.WeightIh[0]));
-            }
-            else
-            {
-                var below = Outputs(a, layer - 1, s, h);
-                k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, below, 0f, RnnModel.ViewOf(g, model.Layout.WeightIh[layer])); // dW_ih = dZᵀ · H_below
-                k.Gemm(new GemmShape(p, h, h, false, false), 1f, dZ, model.View(model.Layout.WeightIh[layer]), 0f, dH);      // dH_below = dZ · W_ih
-            }
+            BackwardStack(a, layout.Stack, window, inject: default, dh0: default);
+        }
+        else
+        {
+            // The decoder's initial states are the encoder's last true states: their gradients
+            // (dh_0 = dz_0 · W_hh per layer) enter the encoder at each source's last step.
+            BackwardStack(a, layout.Stack, window, inject: default, dh0: a.DH0.View);
+            var e = encAct!;
+            BackwardStack(e, layout.Encoder!, Source(window), inject: a.DH0.View, dh0: default);
         }
 
         // Σ g² for clipping and for the divergence check that callers may make before the update.
         k.ReduceSum(g.Length, true, g, a.Scalars.View, Activations.NormSlot);
         Carry(a, s); // after backward, which reads h_0
+    }
+
+    /// <summary>
+    /// Backpropagation through time of one stack, top layer first. On entry <c>a.DH</c> holds the
+    /// gradient w.r.t. the top layer's outputs, unless <paramref name="inject"/> [L, B, H] is given:
+    /// then each layer's output gradient also receives inject[layer] at each sequence's last true step
+    /// (the encoder of an encoder–decoder; its top layer gets nothing else). With <paramref name="dh0"/>
+    /// [L, B, H], the gradient w.r.t. each layer's initial state is written there.
+    /// </summary>
+    private void BackwardStack(Activations a, RnnStack stack, TokenWindow window, ArrayView<float> inject, ArrayView<float> dh0)
+    {
+        int v = model.Layout.V, h = model.Layout.H, layers = model.Layout.L;
+        int b = window.Batch, s = window.Steps, p = window.Positions;
+        long ph = (long)p * h, bh = (long)b * h;
+        var dH = a.DH.View.SubView(0, ph);
+        var dZ = a.DZ.View.SubView(0, ph);
+        var g = gradients.View;
+        if (inject.IsValid)
+            k.LastStateBackward(p, b, h, a.LastRows.View, inject.SubView((layers - 1) * bh, bh), dH);
+        for (int layer = layers - 1; layer >= 0; layer--)
+        {
+            var wHh = model.View(stack.WeightHh[layer]);
+            for (int t = s - 1; t >= 0; t--)
+            {
+                var dzNext = t + 1 < s ? dZ.SubView((t + 1) * bh, bh) : dZ.SubView(0, bh);
+                k.RecurrentBackward(b, h, t + 1 < s, dzNext, wHh, dH.SubView(t * bh, bh), a.HiddenAt(layer, t + 1, h), dZ.SubView(t * bh, bh));
+            }
+            if (dh0.IsValid)
+                k.Gemm(new GemmShape(b, h, h, false, false), 1f, dZ, wHh, 0f, dh0.SubView(layer * bh, bh)); // dh_0 = dz_0 · W_hh
+            // dW_hh [H, H] = Σ_t dz_tᵀ h_{t−1}: one GEMM over all s·B positions (h_0 … h_{s−1}).
+            k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, a.Hidden[layer].View.SubView(0, ph), 0f, RnnModel.ViewOf(g, stack.WeightHh[layer]));
+            k.ColumnSum(p, h, dZ, RnnModel.ViewOf(g, stack.BiasIh[layer]), RnnModel.ViewOf(g, stack.BiasHh[layer]));
+            if (layer == 0)
+            {
+                k.EmbeddingBackward(h, v, a.TokenOffsets.View, a.TokenPositions.View, dZ, RnnModel.ViewOf(g, stack.WeightIh[0]));
+                continue;
+            }
+            var below = Outputs(a, layer - 1, s, h);
+            k.Gemm(new GemmShape(h, h, p, true, false), 1f, dZ, below, 0f, RnnModel.ViewOf(g, stack.WeightIh[layer])); // dW_ih = dZᵀ · H_below
+            float beta = 0f;
+            if (inject.IsValid)
+            {
+                k.LastStateBackward(p, b, h, a.LastRows.View, inject.SubView((layer - 1) * bh, bh), dH);
+                beta = 1f; // the GEMM adds to the injected gradient
+            }
+            k.Gemm(new GemmShape(p, h, h, false, false), 1f, dZ, model.View(stack.WeightIh[layer]), beta, dH); // dH_below (+)= dZ · W_ih
+        }
+    }
+
+    /// <summary>The per-token position lists of a window's inputs for the deterministic dW_ih scatter (host → device).</summary>
+    private void UploadTokenPositions(Activations a, TokenWindow window)
+    {
+        int p = window.Positions;
+        DeviceKernels.TokenPositions(window.Inputs.AsSpan(0, p), model.Layout.V, a.HostOffsets, a.HostPositions);
+        k.Upload<int>(a.HostOffsets, a.TokenOffsets.View);
+        k.Upload<int>(a.HostPositions.AsSpan(0, p), a.TokenPositions.View);
+    }
+
+    private static TokenWindow Source(TokenWindow window) =>
+        window.Source ?? throw new ArgumentException("an encoder–decoder window needs its source window.", nameof(window));
+
+    /// <summary>
+    /// Runs the encoder over <paramref name="source"/> (its own activations) and puts each layer's
+    /// last true state into <paramref name="decoder"/>'s initial state, h_0 of every decoder layer.
+    /// </summary>
+    private void Encode(TokenWindow source, Activations decoder, bool training)
+    {
+        encAct = Prepare(encAct, source);
+        var e = encAct;
+        if (training)
+            UploadTokenPositions(e, source);
+        source.ResetState = true;
+        ForwardStack(e, model.Layout.Encoder!, source);
+        UploadLastRows(e, source);
+        int h = model.Layout.H;
+        for (int layer = 0; layer < model.Layout.L; layer++)
+            k.LastStateForward(source.Batch, h, e.LastRows.View, Outputs(e, layer, source.Steps, h), decoder.HiddenAt(layer, 0, h));
+    }
+
+    /// <summary>Row (length − 1)·B + b of each sequence's last true step (host → device).</summary>
+    private void UploadLastRows(Activations a, TokenWindow window)
+    {
+        int b = window.Batch, s = window.Steps;
+        for (int i = 0; i < b; i++)
+        {
+            int length = window.Lengths[i];
+            if (length < 1 || length > s)
+                throw new ArgumentOutOfRangeException(nameof(window), $"sequence {i} has length {length}; it must be between 1 and {s}.");
+            a.HostRows[i] = (length - 1) * b + i;
+        }
+        k.Upload<int>(a.HostRows.AsSpan(0, b), a.LastRows.View);
     }
 
     /// <summary>The last step's h becomes the next window's h_0, without gradient (truncated BPTT).</summary>
@@ -166,6 +245,8 @@ public sealed class Trainer : IDisposable
         foreach (var window in windows)
         {
             evalAct = Prepare(evalAct, window);
+            if (model.Config.EncoderDecoder)
+                Encode(Source(window), evalAct, training: false);
             count += Forward(evalAct, window);
             Carry(evalAct, window.Steps);
             k.Download(evalAct.Scalars.View.SubView(Activations.LossSlot, 1), windowSum);
@@ -199,14 +280,8 @@ public sealed class Trainer : IDisposable
     private int Forward(Activations a, TokenWindow window, bool withLoss = true)
     {
         var layout = model.Layout;
-        int v = layout.V, h = layout.H, layers = layout.L;
+        int v = layout.V, h = layout.H;
         int b = window.Batch, s = window.Steps, p = window.Positions;
-        if (window.ResetState)
-        {
-            for (int layer = 0; layer < layers; layer++)
-                k.Clear(a.HiddenAt(layer, 0, h));
-        }
-        var inputs = window.Inputs.AsSpan(0, p);
         var targets = window.Targets.AsSpan(0, p);
         int counted = 0;
         foreach (int t in targets)
@@ -216,60 +291,32 @@ public sealed class Trainer : IDisposable
             if (t >= 0)
                 counted++;
         }
-        foreach (int id in inputs)
-        {
-            if (id >= v)
-                throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}."); // negative = padding: no input
-        }
-        k.Upload<int>(inputs, a.Ids.View);
+        ForwardStack(a, layout.Stack, window);
         k.Upload<int>(targets, a.Targets.View);
-        float scale = counted > 0 ? 1f / counted : 0f;
-        if (model.Config.IsClassifier)
-            counted = 0; // a classifier's loss counts labels, not token targets
-
-        var x = a.X.View.SubView(0, (long)p * h);
-        var logits = model.Config.IsClassifier ? default : a.Logits.View.SubView(0, (long)p * v);
-        // Layer by layer: the input term for all s steps at once, then the recurrence, one launch a step.
-        for (int layer = 0; layer < layers; layer++)
-        {
-            var bIh = model.View(model.Layout.BiasIh[layer]);
-            var bHh = model.View(model.Layout.BiasHh[layer]);
-            if (layer == 0)
-                k.EmbeddingForward(p, h, v, a.Ids.View, model.View(model.Layout.WeightIh[0]), bIh, bHh, x);
-            else
-                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View(model.Layout.WeightIh[layer]), x, bIh, bHh);
-            var wHh = model.View(model.Layout.WeightHh[layer]);
-            for (int t = 0; t < s; t++)
-                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
-        }
-        var top = Outputs(a, layers - 1, s, h);
+        var top = Outputs(a, layout.L - 1, s, h);
         if (!model.Config.IsClassifier)
         {
-            k.GemmBias(new GemmShape(p, v, h, false, true), top, model.View(model.Layout.DecoderWeight), logits, model.View(model.Layout.DecoderBias));
+            var logits = a.Logits.View.SubView(0, (long)p * v);
+            k.GemmBias(new GemmShape(p, v, h, false, true), top, model.View(layout.DecoderWeight), logits, model.View(layout.DecoderBias));
             if (!withLoss)
                 return counted;
-            k.SoftmaxCrossEntropy(p, v, scale, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
+            k.SoftmaxCrossEntropy(p, v, counted > 0 ? 1f / counted : 0f, logits, a.Targets.View, a.RowLoss.View, logits); // logits now hold dlogits
             k.ReduceSum(p, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
             return counted;
         }
 
         // Many-to-one: the decoder reads each sequence's last true state (row (length − 1)·B + b).
         int c = model.Config.Classes;
-        for (int i = 0; i < b; i++)
+        foreach (int label in window.Labels.AsSpan(0, b))
         {
-            int length = window.Lengths[i];
-            if (length < 1 || length > s)
-                throw new ArgumentOutOfRangeException(nameof(window), $"sequence {i} has length {length}; it must be between 1 and {s}.");
-            int label = window.Labels[i];
             if (label >= c)
-                throw new ArgumentOutOfRangeException(nameof(window), $"label {label} of sequence {i} is outside the {c} classes.");
-            a.HostRows[i] = (length - 1) * b + i;
+                throw new ArgumentOutOfRangeException(nameof(window), $"label {label} is outside the {c} classes.");
         }
-        k.Upload<int>(a.HostRows.AsSpan(0, b), a.LastRows.View);
+        UploadLastRows(a, window);
         k.Upload<int>(window.Labels.AsSpan(0, b), a.Labels.View);
         var classLogits = a.Logits.View.SubView(0, (long)b * c);
         k.LastStateForward(b, h, a.LastRows.View, top, a.HLast.View);
-        k.GemmBias(new GemmShape(b, c, h, false, true), a.HLast.View, model.View(model.Layout.DecoderWeight), classLogits, model.View(model.Layout.DecoderBias));
+        k.GemmBias(new GemmShape(b, c, h, false, true), a.HLast.View, model.View(layout.DecoderWeight), classLogits, model.View(layout.DecoderBias));
         if (!withLoss)
             return b;
         int labelled = 0;
@@ -278,6 +325,43 @@ public sealed class Trainer : IDisposable
         k.SoftmaxCrossEntropy(b, c, labelled > 0 ? 1f / labelled : 0f, classLogits, a.Labels.View, a.RowLoss.View, classLogits);
         k.ReduceSum(b, false, a.RowLoss.View, a.Scalars.View, Activations.LossSlot);
         return labelled;
+    }
+
+    /// <summary>
+    /// One stack over a window: the ids up, then layer by layer the input term for all s steps at
+    /// once (a gather for layer 0, one GEMM above) and the recurrence, one launch a step. The state
+    /// starts from zero where the window says so (never for an encoder–decoder's decoder, whose h_0
+    /// the encoder has set).
+    /// </summary>
+    private void ForwardStack(Activations a, RnnStack stack, TokenWindow window)
+    {
+        int v = model.Layout.V, h = model.Layout.H, layers = model.Layout.L;
+        int b = window.Batch, s = window.Steps, p = window.Positions;
+        if (window.ResetState && !(model.Config.EncoderDecoder && stack == model.Layout.Stack))
+        {
+            for (int layer = 0; layer < layers; layer++)
+                k.Clear(a.HiddenAt(layer, 0, h));
+        }
+        var inputs = window.Inputs.AsSpan(0, p);
+        foreach (int id in inputs)
+        {
+            if (id >= v)
+                throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}."); // negative = padding: no input
+        }
+        k.Upload<int>(inputs, a.Ids.View);
+        var x = a.X.View.SubView(0, (long)p * h);
+        for (int layer = 0; layer < layers; layer++)
+        {
+            var bIh = model.View(stack.BiasIh[layer]);
+            var bHh = model.View(stack.BiasHh[layer]);
+            if (layer == 0)
+                k.EmbeddingForward(p, h, v, a.Ids.View, model.View(stack.WeightIh[0]), bIh, bHh, x);
+            else
+                k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View(stack.WeightIh[layer]), x, bIh, bHh);
+            var wHh = model.View(stack.WeightHh[layer]);
+            for (int t = 0; t < s; t++)
+                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
+        }
     }
 
     /// <summary>The mean loss of the last <see cref="ComputeGradients"/> window (reads one float from the device).</summary>
@@ -332,7 +416,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Device bytes held by the parameters, gradients, optimizer slots and activations (checked against <see cref="TrainingMemory"/>).</summary>
     internal long DeviceBytes =>
-        model.Parameters.LengthInBytes + gradients.LengthInBytes + slots.Sum(x => x.LengthInBytes) + (act?.Bytes ?? 0) + (evalAct?.Bytes ?? 0);
+        model.Parameters.LengthInBytes + gradients.LengthInBytes + slots.Sum(x => x.LengthInBytes) + (act?.Bytes ?? 0) + (evalAct?.Bytes ?? 0) + (encAct?.Bytes ?? 0);
 
     /// <summary>Copies optimizer slot <paramref name="slot"/> [P] to the host.</summary>
     public float[] GetSlot(int slot)
@@ -414,6 +498,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Releases the activations, optimizer state and gradients (reverse order of creation).</summary>
     public void Dispose()
     {
+        encAct?.Dispose();
         evalAct?.Dispose();
         act?.Dispose();
         for (int i = slots.Length - 1; i >= 0; i--)

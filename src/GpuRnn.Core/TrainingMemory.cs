@@ -14,20 +14,27 @@ public static class TrainingMemory
     /// <param name="seqLen">T.</param>
     /// <param name="optimizerSlots">Optimizer state buffers as large as the parameters (Adam: 2).</param>
     /// <param name="validation">Whether evaluation windows get activations of their own (a second set).</param>
-    public static double Bytes(ModelConfig config, int batch, int seqLen, int optimizerSlots, bool validation)
+    /// <param name="sourceLen">An encoder–decoder's longest source (its encoder's activations).</param>
+    public static double Bytes(ModelConfig config, int batch, int seqLen, int optimizerSlots, bool validation, int sourceLen = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
-        double v = config.Vocab, o = config.Outputs /* decoder rows: V, or C for a classifier */, h = config.Hidden, l = config.Layers, b = batch, t = seqLen;
-        double p = b * t; // positions of one window
-        double parameters = h * v + (2 * l - 1) * h * h + 2 * l * h + o * h + o; // P: W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases, decoder [O, H] + [O]
-        double activations =
-            sizeof(int) * (3 * p + v + 1 + 2 * b)        // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels [B]
-            + sizeof(float) * (3 * p * h                 // X, dH, dZ [T, B, H]
-                + l * (t + 1) * b * h                    // hidden states [L][T + 1, B, H]
-                + (config.IsClassifier ? b : p) * o      // logits / dlogits: [T, B, V], or [B, C] for a classifier
-                + 2 * b * h                              // last true state and its gradient [B, H]
-                + p + 2);                                // per-row loss, scalars
-        return sizeof(float) * parameters * (2 + optimizerSlots) + activations * (validation ? 2 : 1);
+        double v = config.Vocab, o = config.Outputs /* decoder rows: V, or C for a classifier */, h = config.Hidden, l = config.Layers, b = batch;
+        double stacks = config.EncoderDecoder ? 2 : 1;
+        double parameters = stacks * (h * v + (2 * l - 1) * h * h + 2 * l * h) + o * h + o; // per stack W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases; output [O, H] + [O]
+        double Activations(double t)
+        {
+            double p = b * t; // positions of one window
+            return sizeof(int) * (3 * p + v + 1 + 2 * b)  // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels [B]
+                + sizeof(float) * (3 * p * h               // X, dH, dZ [T, B, H]
+                    + l * (t + 1) * b * h                  // hidden states [L][T + 1, B, H]
+                    + (config.IsClassifier ? b : p) * o    // logits / dlogits: [T, B, V], or [B, C] for a classifier
+                    + 2 * b * h                            // last true state and its gradient [B, H]
+                    + l * b * h                            // gradient w.r.t. each layer's h_0 [L, B, H]
+                    + p + 2);                              // per-row loss, scalars
+        }
+        // Training and (with validation) evaluation windows each have a set; an encoder adds one for the source.
+        double activations = Activations(seqLen) * (validation ? 2 : 1) + (config.EncoderDecoder ? Activations(sourceLen) : 0);
+        return sizeof(float) * parameters * (2 + optimizerSlots) + activations;
     }
 
     /// <summary>
