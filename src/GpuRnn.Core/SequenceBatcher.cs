@@ -26,6 +26,8 @@ public sealed class SequenceBatcher : ITrainingData
     private readonly IReadOnlyList<int>? labels;
     private readonly int bos, eos, seed;
     private readonly TokenWindow window;
+    private readonly IReadOnlyList<int[]>? sources;  // pairs: the encoder's inputs
+    private readonly TokenWindow? sourceWindow;
     private int[][] order = [];
 
     /// <summary>
@@ -35,6 +37,11 @@ public sealed class SequenceBatcher : ITrainingData
     /// </summary>
     /// <exception cref="GpuRnnException">No sequences, an empty sequence for a classifier, or labels that do not match.</exception>
     public SequenceBatcher(IReadOnlyList<int[]> sequences, IReadOnlyList<int>? labels, int batch, int bos, int eos, int seed)
+        : this(sequences, labels, null, batch, bos, eos, seed)
+    {
+    }
+
+    private SequenceBatcher(IReadOnlyList<int[]> sequences, IReadOnlyList<int>? labels, IReadOnlyList<int[]>? sources, int batch, int bos, int eos, int seed)
     {
         ArgumentNullException.ThrowIfNull(sequences);
         if (sequences.Count == 0)
@@ -55,9 +62,37 @@ public sealed class SequenceBatcher : ITrainingData
         this.seed = seed;
         int longest = sequences.Max(s => s.Length) + (labels is null ? 1 : 0);
         window = new TokenWindow(batch, longest);
+        if (sources is not null)
+        {
+            this.sources = sources;
+            sourceWindow = new TokenWindow(batch, sources.Max(x => x.Length));
+            window.Source = sourceWindow;
+        }
         BatchesPerEpoch = (sequences.Count + batch - 1) / batch;
         Shuffle();
     }
+
+    /// <summary>
+    /// Pairs for an encoder–decoder: target t becomes the decoder window (inputs [bos, t…], targets
+    /// [t…, eos]) and source s its <see cref="TokenWindow.Source"/> (inputs s, with the lengths).
+    /// </summary>
+    /// <exception cref="GpuRnnException">No pairs, or an empty source.</exception>
+    public static SequenceBatcher Pairs(IReadOnlyList<int[]> sources, IReadOnlyList<int[]> targets, int batch, int bos, int eos, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(sources);
+        ArgumentNullException.ThrowIfNull(targets);
+        if (sources.Count != targets.Count)
+            throw new ArgumentException($"{sources.Count} sources for {targets.Count} targets.", nameof(sources));
+        for (int i = 0; i < sources.Count; i++)
+        {
+            if (sources[i].Length == 0)
+                throw new GpuRnnException($"pair {i + 1} has an empty source");
+        }
+        return new SequenceBatcher(targets, null, sources, batch, bos, eos, seed);
+    }
+
+    /// <summary>The longest source of a pairs batcher (0 otherwise).</summary>
+    public int SourceCapacity => sourceWindow?.Capacity ?? 0;
 
     /// <summary>Batches per epoch (the last one may hold fewer sequences; its empty slots add nothing).</summary>
     public int BatchesPerEpoch { get; }
@@ -109,6 +144,8 @@ public sealed class SequenceBatcher : ITrainingData
 
     private void Fill(int[] members)
     {
+        if (sourceWindow is not null)
+            FillSource(members);
         int b = window.Batch;
         int steps = 1;
         foreach (int m in members)
@@ -140,6 +177,27 @@ public sealed class SequenceBatcher : ITrainingData
                 window.Targets[t * b + slot] = seq[t];
             }
             window.Targets[seq.Length * b + slot] = eos;
+        }
+    }
+
+    /// <summary>The encoder's window of a pairs batch: inputs only, padded, with the true lengths.</summary>
+    private void FillSource(int[] members)
+    {
+        var w = sourceWindow!;
+        int b = w.Batch;
+        int steps = members.Max(m => sources![m].Length);
+        w.Steps = steps;
+        w.ResetState = true;
+        Array.Fill(w.Inputs, -1, 0, steps * b);
+        Array.Fill(w.Targets, -1, 0, steps * b);
+        Array.Fill(w.Lengths, 1);
+        Array.Fill(w.Labels, -1);
+        for (int slot = 0; slot < members.Length; slot++)
+        {
+            var seq = sources![members[slot]];
+            w.Lengths[slot] = seq.Length;
+            for (int t = 0; t < seq.Length; t++)
+                w.Inputs[t * b + slot] = seq[t];
         }
     }
 

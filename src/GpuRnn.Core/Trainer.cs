@@ -256,6 +256,62 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
+    /// Greedy decoding of an encoder–decoder: the encoder reads <paramref name="source"/>, then the
+    /// decoder starts from <paramref name="bos"/> and feeds back its most likely token (never one of
+    /// <paramref name="excluded"/>) until <paramref name="eos"/> or <paramref name="maxLength"/>
+    /// tokens, all B sequences in step. Returns the tokens of the first <paramref name="count"/>
+    /// sequences, without the end token. The training state is untouched.
+    /// </summary>
+    public List<int>[] Decode(TokenWindow source, int count, int bos, int eos, int maxLength, IReadOnlyCollection<int> excluded)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(excluded);
+        if (!model.Config.EncoderDecoder)
+            throw new InvalidOperationException("Decode needs an encoder–decoder model.");
+        int b = source.Batch, v = model.Layout.V;
+        if (count < 0 || count > b)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"between 0 and the batch of {b}");
+        var step = new TokenWindow(b, 1) { Steps = 1, ResetState = false, Source = source };
+        evalAct = Prepare(evalAct, step);
+        Encode(source, evalAct, training: false);
+        var output = Enumerable.Range(0, count).Select(_ => new List<int>()).ToArray();
+        var done = new bool[b];
+        for (int i = count; i < b; i++)
+            done[i] = true; // empty slots of a short last batch
+        var previous = new int[b];
+        Array.Fill(previous, bos);
+        var logits = new float[b * v];
+        Array.Fill(step.Targets, -1);
+        for (int t = 0; t < maxLength && done.Contains(false); t++)
+        {
+            for (int i = 0; i < b; i++)
+                step.Inputs[i] = done[i] ? -1 : previous[i];
+            Forward(evalAct, step, withLoss: false);
+            Carry(evalAct, 1);
+            k.Download(evalAct.Logits.View.SubView(0, (long)b * v), logits);
+            for (int i = 0; i < b; i++)
+            {
+                if (done[i])
+                    continue;
+                int best = -1;
+                for (int c = 0; c < v; c++)
+                {
+                    if (!excluded.Contains(c) && (best < 0 || logits[i * v + c] > logits[i * v + best]))
+                        best = c;
+                }
+                if (best == eos)
+                {
+                    done[i] = true;
+                    continue;
+                }
+                output[i].Add(best);
+                previous[i] = best;
+            }
+        }
+        return output;
+    }
+
+    /// <summary>
     /// The raw decoder outputs of a classifier window, [B, C] row-major (softmax them for
     /// probabilities), from a zero state; the training state is untouched.
     /// </summary>

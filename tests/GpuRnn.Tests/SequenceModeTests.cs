@@ -107,6 +107,67 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         AssertClose(logits[..classes], expected, _ => 1e-5, "class logits of the first sequence");
     }
 
+    /// <summary>
+    /// Encoder–decoder on a padded batch of pairs (sources and targets of different lengths, one of
+    /// length 1, empty slots) against the unpadded reference, pair by pair, count-weighted.
+    /// </summary>
+    [TestCase(1, 6, 9)]
+    [TestCase(2, 5, 8)]
+    public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab)
+    {
+        var sources = Sequences(vocab, 20 + layers);
+        var targets = Sequences(vocab, 30 + layers).Reverse().ToArray();
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true), seed: 9);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+        var batcher = SequenceBatcher.Pairs(sources, targets, sources.Length + 1, bos: 2, eos: 3, seed: 1);
+        trainer.ComputeGradients(batcher.Next());
+
+        var p = Weights(model).ToDictionary(kv => kv.Key, kv => kv.Value.Select(x => (double)x).ToArray());
+        var grads = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
+        double loss = 0;
+        int tokens = 0;
+        for (int i = 0; i < sources.Length; i++)
+        {
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, sources[i], targets[i], 2, 3);
+            loss += r.Loss * r.Count;
+            tokens += r.Count;
+            foreach (var (name, g) in r.Grads)
+                for (int j = 0; j < g.Length; j++)
+                    grads[name][j] += g[j] * r.Count;
+        }
+        foreach (var g in grads.Values)
+            for (int j = 0; j < g.Length; j++)
+                g[j] /= tokens;
+        Assert.That(model.Layout.Tensors.Select(t => t.Name), Does.Contain("encoder.rnn.weight_hh_l0").And.Contain("decoder.out.weight"));
+        Assert.That(trainer.ReadLoss(), Is.EqualTo(loss / tokens).Within(1e-5 * loss / tokens));
+        AssertGradients(trainer, model, grads);
+    }
+
+    [Test]
+    public void ReferenceEncoderDecoderMatchesFiniteDifferences()
+    {
+        const int v = 6, h = 3, layers = 2;
+        var rng = new Random(4);
+        var p = new ParameterLayout(v, h, layers, encoderDecoder: true).Tensors.ToDictionary(t => t.Name, t => Enumerable.Range(0, (int)t.Length).Select(_ => rng.NextDouble() - 0.5).ToArray());
+        int[] src = [4, 5, 1], tgt = [5, 4];
+        var (_, _, grads) = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3);
+        const double eps = 1e-6;
+        foreach (var (name, values) in p)
+        {
+            for (int i = 0; i < values.Length; i++)
+            {
+                double keep = values[i];
+                values[i] = keep + eps;
+                double up = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3).Loss;
+                values[i] = keep - eps;
+                double down = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3).Loss;
+                values[i] = keep;
+                double numeric = (up - down) / (2 * eps);
+                Assert.That(grads[name][i], Is.EqualTo(numeric).Within(1e-7 + 1e-6 * Math.Abs(numeric)), $"{name}[{i}]");
+            }
+        }
+    }
+
     [Test]
     public void ReferenceClassifierMatchesFiniteDifferences()
     {
