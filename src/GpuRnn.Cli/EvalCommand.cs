@@ -55,6 +55,22 @@ internal static class EvalCommand
                     Print(trainer.Evaluate(data.InOrder()));
                     break;
                 }
+                case DataMode.Pairs:
+                {
+                    var rows = TrainingSet.SplitPairs(text, dataPath);
+                    var sources = rows.Select(row => SequenceData.EncodeLine(c.Vocabulary, row.Source, c.Tokenizer)).ToList();
+                    var targets = rows.Select(row => SequenceData.EncodeLine(c.Vocabulary, row.Target, c.Tokenizer)).ToList();
+                    int empty = sources.FindIndex(x => x.Length == 0);
+                    if (empty >= 0)
+                        throw new GpuRnnException($"{dataPath}:{rows[empty].Line}: the source before the TAB is empty");
+                    int bos = c.Vocabulary.IdOf(Vocabulary.Bos), eos = c.Vocabulary.EndId;
+                    var m = PairMetrics.Compute(trainer, SequenceBatcher.Pairs(sources, targets, b, bos, eos, 0), targets, bos, eos, [c.Vocabulary.IdOf(Vocabulary.Pad), bos]);
+                    if (r.GetValue(json))
+                        stdout.WriteLine(JsonSerializer.Serialize(new { loss = m.Loss, perplexity = Math.Exp(m.Loss), exact_match = m.ExactMatch, token_accuracy = m.TokenAccuracy, pairs = m.Pairs, tokens = m.Tokens }));
+                    else
+                        stdout.WriteLine(m.Report());
+                    break;
+                }
                 case DataMode.Stream:
                     TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
                     Print(trainer.Evaluate(c.Vocabulary.Encode(text, c.Tokenizer), b, r.GetValue(seqLen)));

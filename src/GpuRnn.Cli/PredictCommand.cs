@@ -12,12 +12,12 @@ internal static class PredictCommand
         var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
         checkpoint.Required = true;
         var input = App.Opt<string?>("--input", "UTF-8 file with one input per line; without it, standard input.");
-        var length = App.Opt("--length", "Language models: tokens to generate per line at most.", 100);
+        var length = App.Opt("--length", "Language models and encoder–decoders: tokens to generate per line at most.", 100);
         var temperature = App.Opt("--temperature", "Language models: softmax temperature; 0 or less is greedy.", 0f);
         var seed = App.Opt("--seed", "Language models: random seed.", 1);
         var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
-        var cmd = new Command("predict", "For each input line: the label and its probability (classifier) or the model's continuation (language model).")
+        var cmd = new Command("predict", "For each input line: the label and its probability (classifier), the decoded target (encoder–decoder, greedy) or the model's continuation (language model).")
         {
             checkpoint, input, length, temperature, seed, batch, device,
         };
@@ -34,6 +34,8 @@ internal static class PredictCommand
             using var model = c.CreateModel(gpu);
             if (c.Config.IsClassifier)
                 Classify(stdout, c, model, lines, r.GetValue(batch));
+            else if (c.Config.EncoderDecoder)
+                Translate(stdout, c, model, lines, r.GetValue(batch), r.GetValue(length));
             else
                 Continue(stdout, c, model, lines, r.GetValue(length), new SamplingOptions(r.GetValue(temperature), Seed: r.GetValue(seed)));
             return ExitCodes.Ok;
@@ -63,6 +65,25 @@ internal static class PredictCommand
                 var (best, probability, _) = ClassifierMetrics.Predict(logits.AsSpan(b * classes, classes));
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Labels[best]}\t{probability:F4}"));
             }
+        }
+    }
+
+    private static void Translate(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch, int length)
+    {
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        var vocab = c.Vocabulary;
+        int bos = vocab.IdOf(Vocabulary.Bos), eos = vocab.EndId;
+        var sources = lines.Select(l => SequenceData.EncodeLine(vocab, l, c.Tokenizer)).Select(ids => ids.Length > 0 ? ids : [eos]).ToList();
+        if (sources.Count == 0)
+            return;
+        var data = SequenceBatcher.Pairs(sources, sources.Select(_ => Array.Empty<int>()).ToList(), Math.Min(batch, sources.Count), bos, eos, seed: 0);
+        int done = 0;
+        foreach (var window in data.InOrder())
+        {
+            int count = Math.Min(window.Batch, sources.Count - done);
+            foreach (var ids in trainer.Decode(window.Source!, count, bos, eos, length, [vocab.IdOf(Vocabulary.Pad), bos]))
+                stdout.WriteLine(vocab.Decode(ids, c.Tokenizer).Replace("\n", "\\n", StringComparison.Ordinal));
+            done += count;
         }
     }
 

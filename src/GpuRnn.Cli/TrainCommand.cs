@@ -33,7 +33,7 @@ internal static class TrainCommand
         var json = App.Opt("--json", "Machine-readable JSON lines on stdout instead of the progress display.", false);
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
         var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
-        var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier).", "stream");
+        var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
         var cmd = new Command("train", "Train an Elman RNN (language model or classifier) and save a checkpoint.")
@@ -132,10 +132,10 @@ internal sealed class TrainRun
         string text = DataPath is not null ? TextFile.Read(DataPath) : DefaultCorpus.Text;
         string dataName = DataPath ?? DefaultCorpus.Name;
         ModelConfig config = null!;
-        var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest) =>
+        var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0);
-            TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0), target,
+            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs);
+            TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
         });
         var vocab = set.Vocabulary;
@@ -160,12 +160,14 @@ internal sealed class TrainRun
         TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
         void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels);
         ClassifierMetrics? metrics = null;
+        PairMetrics? pairMetrics = null;
         double? Evaluate()
         {
             var v = set.Validate(trainer);
             if (v is null)
                 return null;
             metrics = v.Metrics;
+            pairMetrics = v.Pairs;
             if (double.IsNaN(best) || v.Loss < best)
                 best = v.Loss;
             return v.Loss;
@@ -186,7 +188,7 @@ internal sealed class TrainRun
         report.Finish();
 
         string sample = "";
-        if (SampleLength > 0 && !config.IsClassifier)
+        if (SampleLength > 0 && !config.IsClassifier && !config.EncoderDecoder)
         {
             using var generator = new Generator(model);
             var sampling = new SamplingOptions(Temperature: 0.8f, Seed: Seed);
@@ -202,7 +204,7 @@ internal sealed class TrainRun
             ["train_loss_smoothed"] = smoothed,
             ["val_loss"] = finalVal,
             ["best_val_loss"] = double.IsNaN(best) ? null : best,
-            ["perplexity"] = config.IsClassifier ? null : Math.Exp(finalVal ?? smoothed),
+            ["perplexity"] = config.IsClassifier ? null : Math.Exp(finalVal ?? smoothed), // per target token for an encoder–decoder
             ["seconds"] = seconds,
             ["tokens_per_s"] = tokensPerSecond,
             ["device"] = gpu.Info.ToString(),
@@ -214,7 +216,13 @@ internal sealed class TrainRun
                 summary[$"val_f1_{metrics.Classes[c]}"] = metrics.F1(c);
             sample = metrics.Report();
         }
-        report.Summary(summary, sample, metrics is not null ? "validation:" : "sample (temperature 0.8):");
+        if (pairMetrics is not null)
+        {
+            summary["val_exact_match"] = pairMetrics.ExactMatch;
+            summary["val_token_accuracy"] = pairMetrics.TokenAccuracy;
+            sample = pairMetrics.Report();
+        }
+        report.Summary(summary, sample, metrics is not null || pairMetrics is not null ? "validation:" : "sample (temperature 0.8):");
         return ExitCodes.Ok;
     }
 

@@ -34,15 +34,19 @@ internal sealed class TrainingSet
     /// <summary>Scores the held-out data; null when there is none.</summary>
     public Func<Trainer, Validation?> Validate { get; }
 
-    /// <summary>The result of a validation pass: the loss, and a classifier's metrics.</summary>
-    public sealed record Validation(double Loss, ClassifierMetrics? Metrics);
+    /// <summary>The result of a validation pass: the loss, and a classifier's or an encoder–decoder's metrics.</summary>
+    public sealed record Validation(double Loss, ClassifierMetrics? Metrics, PairMetrics? Pairs = null);
+
+    /// <summary>The longest source of pairs data (the encoder's window); 0 otherwise.</summary>
+    public int LongestSource { get; private init; }
 
     /// <summary>
     /// Reads the data of <paramref name="mode"/>. <paramref name="beforeAllocating"/> sees the vocabulary,
-    /// the class names and the longest window before any batch buffer is allocated (the memory check).
+    /// the class names, the longest window and the longest source (pairs; else 0) before any batch
+    /// buffer is allocated (the memory check).
     /// </summary>
     public static TrainingSet Build(DataMode mode, string text, string dataName, Checkpoint? start, TokenizerKind tokenizer,
-        int maxVocab, int minCount, double valFraction, int batch, int seqLen, int seed, Action<Vocabulary, string[]?, int> beforeAllocating)
+        int maxVocab, int minCount, double valFraction, int batch, int seqLen, int seed, Action<Vocabulary, string[]?, int, int> beforeAllocating)
     {
         switch (mode)
         {
@@ -58,7 +62,7 @@ internal sealed class TrainingSet
                     throw new GpuRnnException($"{dataName}: {trainIds.Length} training tokens; --batch {batch} needs at least {minimum} (2 per stream)");
                 if (valCount > 0 && valIds.Length < minimum)
                     throw new GpuRnnException($"{dataName}: the validation tail has {valIds.Length} tokens; --batch {batch} needs at least {minimum}; raise --val-fraction or set it to 0");
-                beforeAllocating(vocab, null, seqLen);
+                beforeAllocating(vocab, null, seqLen, 0);
                 return new TrainingSet(vocab, null, new StreamBatcher(trainIds, batch, seqLen), seqLen,
                     $"{ids.Length:N0} tokens ({trainIds.Length:N0} train, {valIds.Length:N0} validation)",
                     t => valIds.Length == 0 ? null : new Validation(t.Evaluate(valIds, batch, seqLen).Loss, null));
@@ -71,7 +75,7 @@ internal sealed class TrainingSet
                 var vocab = start?.Vocabulary ?? Vocabulary.FromText(SequenceData.Concatenate(lines.Select(l => l.Text), tokenizer), tokenizer, maxVocab, minCount);
                 var seqs = lines.Select(l => SequenceData.EncodeLine(vocab, l.Text, tokenizer)).ToList();
                 var (train, val) = Split(seqs, valFraction, dataName);
-                beforeAllocating(vocab, null, seqs.Max(q => q.Length) + 1);
+                beforeAllocating(vocab, null, seqs.Max(q => q.Length) + 1, 0);
                 int bos = vocab.IdOf(Vocabulary.Bos), eos = vocab.EndId;
                 var batcher = new SequenceBatcher(train, null, batch, bos, eos, seed);
                 var valBatcher = val.Count > 0 ? new SequenceBatcher(val, null, batch, bos, eos, seed) : null;
@@ -96,7 +100,7 @@ internal sealed class TrainingSet
                     labels.Add(Array.IndexOf(classes, label));
                 }
                 var (train, val) = Split(seqs, valFraction, dataName);
-                beforeAllocating(vocab, classes, seqs.Max(q => q.Length));
+                beforeAllocating(vocab, classes, seqs.Max(q => q.Length), 0);
                 var batcher = new SequenceBatcher(train, labels[..train.Count], batch, -1, -1, seed);
                 var valBatcher = val.Count > 0 ? new SequenceBatcher(val, labels[train.Count..], batch, -1, -1, seed) : null;
                 return new TrainingSet(vocab, classes, batcher, batcher.Capacity,
@@ -109,9 +113,57 @@ internal sealed class TrainingSet
                         return new Validation(m.Loss, m);
                     });
             }
+            case DataMode.Pairs:
+            {
+                var rows = SplitPairs(text, dataName);
+                var vocab = start?.Vocabulary ?? Vocabulary.FromText(SequenceData.Concatenate(rows.SelectMany(r => new[] { r.Source, r.Target }), tokenizer), tokenizer, maxVocab, minCount);
+                var sources = rows.Select(r => SequenceData.EncodeLine(vocab, r.Source, tokenizer)).ToList();
+                var targets = rows.Select(r => SequenceData.EncodeLine(vocab, r.Target, tokenizer)).ToList();
+                int empty = sources.FindIndex(x => x.Length == 0);
+                if (empty >= 0)
+                    throw new GpuRnnException($"{dataName}:{rows[empty].Line}: the source before the TAB is empty");
+                int valCount = (int)(rows.Count * valFraction);
+                if (valCount >= rows.Count)
+                    throw new GpuRnnException($"{dataName}: {rows.Count} pairs leave none for training with --val-fraction {valFraction}");
+                int trainCount = rows.Count - valCount;
+                beforeAllocating(vocab, null, targets.Max(q => q.Length) + 1, sources.Max(q => q.Length));
+                int bos = vocab.IdOf(Vocabulary.Bos), eos = vocab.EndId;
+                if (bos < 0 || eos < 0)
+                    throw new GpuRnnException($"pairs mode needs {Vocabulary.Bos} and {Vocabulary.Eos} in the vocabulary");
+                var batcher = SequenceBatcher.Pairs(sources[..trainCount], targets[..trainCount], batch, bos, eos, seed);
+                var valTargets = targets[trainCount..];
+                var valBatcher = valCount > 0 ? SequenceBatcher.Pairs(sources[trainCount..], valTargets, batch, bos, eos, seed) : null;
+                int[] excluded = [vocab.IdOf(Vocabulary.Pad), bos];
+                return new TrainingSet(vocab, null, batcher, batcher.Capacity,
+                    $"{rows.Count:N0} pairs ({trainCount:N0} train, {valCount:N0} validation), longest source {batcher.SourceCapacity}, longest target {batcher.Capacity - 1} tokens",
+                    t =>
+                    {
+                        if (valBatcher is null)
+                            return null;
+                        var m = PairMetrics.Compute(t, valBatcher, valTargets, bos, eos, excluded);
+                        return new Validation(m.Loss, null, m);
+                    })
+                { LongestSource = batcher.SourceCapacity };
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown mode");
         }
+    }
+
+    /// <summary><c>source&lt;TAB&gt;target</c> lines; a line without a TAB is an error naming its line.</summary>
+    public static List<(int Line, string Source, string Target)> SplitPairs(string text, string name)
+    {
+        var rows = new List<(int, string, string)>();
+        foreach (var (line, body) in SequenceData.Lines(text))
+        {
+            int tab = body.IndexOf('\t');
+            if (tab < 0)
+                throw new GpuRnnException($"{name}:{line}: no TAB; paired data is source<TAB>target per line");
+            rows.Add((line, body[..tab], body[(tab + 1)..]));
+        }
+        if (rows.Count == 0)
+            throw new GpuRnnException($"{name}: no pairs");
+        return rows;
     }
 
     /// <summary>The first lines train, the last <paramref name="valFraction"/> validate.</summary>

@@ -77,6 +77,8 @@ public sealed class Generator : IDisposable
             throw new GpuRnnException($"the vocabulary has {vocab.Count} tokens but the model has V = {model.Config.Vocab}");
         if (model.Config.IsClassifier)
             throw new GpuRnnException("this model is a classifier: it predicts labels (gpurnn predict), it does not generate text");
+        if (model.Config.EncoderDecoder)
+            throw new GpuRnnException("this model is an encoder–decoder: it turns sources into targets (gpurnn predict), it does not generate free text");
         int[] primeIds = prime.Length > 0 ? vocab.Encode(prime, tokenizer) : [];
         if (tokenizer == TokenizerKind.Word && primeIds.Length > 0 && primeIds[^1] == vocab.EndId && !prime.EndsWith('\n'))
             primeIds = primeIds[..^1]; // the tokenizer ends every line with <eos>; an unfinished prime line has not ended

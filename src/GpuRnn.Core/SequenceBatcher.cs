@@ -9,6 +9,8 @@ public enum DataMode
     Lines,
     /// <summary><c>label&lt;TAB&gt;text</c> per line: many-to-one classification from the last true state.</summary>
     Labeled,
+    /// <summary><c>source&lt;TAB&gt;target</c> per line: an encoder reads the source, a decoder started from its final states produces the target.</summary>
+    Pairs,
 }
 
 /// <summary>

@@ -86,6 +86,42 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(sample.Err, Does.Contain("classifier"));
     }
 
+    [Test]
+    public void PairsTrainEvalAndPredict()
+    {
+        string path = P("pairs.tsv");
+        File.WriteAllText(path, string.Join("\n", Enumerable.Range(0, 24).Select(i => { string w = "abc"[..(1 + i % 3)] + "cab"[(i % 2)..]; return $"{w}\t{new string(w.Reverse().ToArray())}"; })) + "\n");
+        var (code, output, error) = Run(["train", .. Small, "--mode", "pairs", "--data", path, "--steps", "6", "--val-fraction", "0.25", "--out", P("s2s.safetensors"), "--json"]);
+        Assert.That(code, Is.EqualTo(0), error);
+        var summary = JsonDocument.Parse(output.Trim().Split('\n')[^1]).RootElement;
+        Assert.That(summary.GetProperty("val_exact_match").GetDouble(), Is.InRange(0.0, 1.0));
+        Assert.That(summary.GetProperty("sample").GetString(), Does.StartWith("exact match"));
+        var c = Checkpoint.Load(P("s2s.safetensors"));
+        Assert.That(c.Mode, Is.EqualTo(DataMode.Pairs));
+        Assert.That(c.Config.EncoderDecoder, Is.True);
+        Assert.That(c.Weights.Keys, Does.Contain("encoder.rnn.weight_ih_l0").And.Contain("decoder.rnn.weight_hh_l0").And.Contain("decoder.out.bias"));
+
+        var eval = Run("eval", "--checkpoint", P("s2s.safetensors"), "--data", path, "--device", "cpu", "--json");
+        Assert.That(eval.Code, Is.EqualTo(0), eval.Err);
+        var m = JsonDocument.Parse(eval.Out).RootElement;
+        Assert.That(m.GetProperty("pairs").GetInt64(), Is.EqualTo(24));
+        Assert.That(m.GetProperty("token_accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+
+        File.WriteAllText(P("sources.txt"), "abc\nca\n");
+        var predict = Run("predict", "--checkpoint", P("s2s.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6");
+        Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
+        Assert.That(predict.Out.Split('\n'), Has.Length.EqualTo(3), "one decoded line per source");
+
+        var sample = Run("sample", "--checkpoint", P("s2s.safetensors"), "--device", "cpu");
+        Assert.That(sample.Code, Is.EqualTo(1));
+        Assert.That(sample.Err, Does.Contain("encoder–decoder"));
+
+        File.WriteAllText(P("bad.tsv"), "ab\tba\nabc cba\n");
+        var bad = Run(["train", .. Small, "--mode", "pairs", "--data", P("bad.tsv"), "--steps", "1"]);
+        Assert.That(bad.Code, Is.EqualTo(1));
+        Assert.That(bad.Err, Does.Contain("bad.tsv:2: no TAB; paired data is source<TAB>target per line"));
+    }
+
     [TestCase("pos good\nneg\tbad\n", "labelled.tsv:1: no TAB")]
     [TestCase("pos\tgood\npos\tfun\n", "labelled data needs at least 2 classes; found 1 ('pos')")]
     [TestCase("pos\tgood\n\tbad\n", "labelled.tsv:2: the label before the TAB is empty")]
@@ -103,6 +139,6 @@ public sealed class ModeCliTests : CliHarness
     {
         var (code, _, error) = Run(["train", .. Small, "--mode", "pairs2", "--data", Names(), "--steps", "1"]);
         Assert.That(code, Is.EqualTo(1));
-        Assert.That(error, Does.StartWith("gpurnn: --mode pairs2: use stream, lines or labeled"));
+        Assert.That(error, Does.StartWith("gpurnn: --mode pairs2: use stream, lines, labeled or pairs"));
     }
 }

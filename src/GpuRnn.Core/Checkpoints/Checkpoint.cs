@@ -101,7 +101,7 @@ public sealed class Checkpoint
             [TokenizerKey] = GpuRnn.Tokenizer.Name(tokenizer),
             [ConfigKey] = new JsonObject
             {
-                ["task"] = c.IsClassifier ? "classifier" : "lm",
+                ["task"] = c.IsClassifier ? "classifier" : c.EncoderDecoder ? "seq2seq" : "lm",
                 ["mode"] = ModeName(mode),
                 ["cell"] = "rnn_tanh",
                 ["vocab"] = c.Vocab,
@@ -142,23 +142,29 @@ public sealed class Checkpoint
 
         var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
         int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
-        var hh = Shape("rnn.weight_hh_l0");
-        var ih = Shape("rnn.weight_ih_l0");
-        var dec = Shape("decoder.weight");
+        bool encoderDecoder = shapes.ContainsKey("encoder.rnn.weight_hh_l0");
+        string stack = encoderDecoder ? "decoder.rnn." : "rnn.", head = encoderDecoder ? "decoder.out." : "decoder.";
+        var hh = Shape(stack + "weight_hh_l0");
+        var ih = Shape(stack + "weight_ih_l0");
+        var dec = Shape(head + "weight");
         if (hh.Length != 2 || ih.Length != 2 || dec.Length != 2)
-            throw Bad($"rnn.weight_hh_l0 {Show(hh)}, rnn.weight_ih_l0 {Show(ih)} and decoder.weight {Show(dec)} must be matrices");
+            throw Bad($"{stack}weight_hh_l0 {Show(hh)}, {stack}weight_ih_l0 {Show(ih)} and {head}weight {Show(dec)} must be matrices");
         int layers = 0;
-        while (shapes.ContainsKey($"rnn.weight_hh_l{layers}"))
+        while (shapes.ContainsKey($"{stack}weight_hh_l{layers}"))
             layers++;
         var (mode, labels) = ParseConfig(file.Metadata, Bad);
-        if (labels is not null && labels.Length != dec[0])
-            throw Bad($"{labels.Length} labels in '{ConfigKey}' but decoder.weight has {dec[0]} rows");
+        if (encoderDecoder && !file.Metadata.ContainsKey(ConfigKey))
+            mode = DataMode.Pairs; // a bare PyTorch export: the tensor names say what it is
+        if (labels is not null && (labels.Length != dec[0] || encoderDecoder))
+            throw Bad($"{labels.Length} labels in '{ConfigKey}' but {head}weight has {dec[0]} rows");
         if (labels is null && dec[0] != ih[1])
-            throw Bad($"decoder.weight has {dec[0]} rows but rnn.weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
-        var config = new ModelConfig(ih[1], hh[0], layers, labels?.Length ?? 0);
+            throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
+        if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
+            throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
+        var config = new ModelConfig(ih[1], hh[0], layers, labels?.Length ?? 0, encoderDecoder);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
-        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs);
+        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs, encoderDecoder);
 
         var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
         foreach (var t in layout.Tensors)
@@ -181,7 +187,7 @@ public sealed class Checkpoint
             throw Bad($"metadata '{VocabKey}' is not a JSON array of strings");
         }
         if (tokens.Length != config.Vocab)
-            throw Bad($"the vocabulary has {tokens.Length} tokens but rnn.weight_ih_l0 says V = {config.Vocab}");
+            throw Bad($"the vocabulary has {tokens.Length} tokens but {stack}weight_ih_l0 says V = {config.Vocab}");
         Vocabulary vocabulary;
         try
         {
@@ -283,6 +289,7 @@ public sealed class Checkpoint
         DataMode.Stream => "stream",
         DataMode.Lines => "lines",
         DataMode.Labeled => "labeled",
+        DataMode.Pairs => "pairs",
         _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown mode"),
     };
 
@@ -293,7 +300,8 @@ public sealed class Checkpoint
         "stream" => DataMode.Stream,
         "lines" => DataMode.Lines,
         "labeled" => DataMode.Labeled,
-        _ => throw new GpuRnnException($"--mode {name}: use stream, lines or labeled"),
+        "pairs" => DataMode.Pairs,
+        _ => throw new GpuRnnException($"--mode {name}: use stream, lines, labeled or pairs"),
     };
 
     /// <summary>Mode and labels from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is).</summary>
