@@ -21,6 +21,7 @@ internal static class EvalCommand
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
+            TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
             string dataPath = r.GetValue(data)!;
             string text = TextFile.Read(dataPath);
@@ -72,7 +73,6 @@ internal static class EvalCommand
                     break;
                 }
                 case DataMode.Stream:
-                    TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
                     Print(trainer.Evaluate(c.Vocabulary.Encode(text, c.Tokenizer), b, r.GetValue(seqLen)));
                     break;
                 default:

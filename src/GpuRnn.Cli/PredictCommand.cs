@@ -24,6 +24,9 @@ internal static class PredictCommand
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
+            if (r.GetValue(length) < 0)
+                throw new GpuRnnException($"--length must be 0 or more (got {r.GetValue(length)})");
+            new SamplingOptions(r.GetValue(temperature)).Validate();
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);

@@ -43,7 +43,7 @@ internal static class SampleCommand
                 if (i > 0)
                     stdout.WriteLine("---");
                 string primeText = r.GetValue(prime)!;
-                string text = generator.Sample(c.Vocabulary, c.Tokenizer, primeText, r.GetValue(length), options with { Seed = options.Seed + i });
+                string text = generator.Sample(c.Vocabulary, c.Tokenizer, primeText, r.GetValue(length), options with { Seed = options.Seed + i }, c.Mode);
                 stdout.WriteLine(primeText + text);
             }
             return ExitCodes.Ok;

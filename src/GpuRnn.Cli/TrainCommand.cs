@@ -137,10 +137,13 @@ internal sealed class TrainRun
             config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
+            TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
         });
         var vocab = set.Vocabulary;
         var batcher = set.Train;
         long total = Steps > 0 ? Steps : (long)Epochs * batcher.StepsPerEpoch;
+        if (start?.Training is { } done && Resume is not null && done.Step >= total)
+            throw new GpuRnnException($"{Resume} is at step {done.Step}, which already reaches the {total} steps asked for; give a larger --steps or --epochs");
 
         using var gpu = GpuDevice.Open(Device);
         using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, config, Seed);
@@ -288,6 +291,8 @@ internal sealed class TrainRun
 
     private void Validate()
     {
+        if (Directory.Exists(Out))
+            throw new GpuRnnException($"--out {Out}: is a folder; give the checkpoint file to write, e.g. {Path.Combine(Out, "model.safetensors")}");
         TrainCommand.RequirePositive(Hidden, "--hidden");
         TrainCommand.RequirePositive(Layers, "--layers");
         TrainCommand.RequirePositive(Batch, "--batch");

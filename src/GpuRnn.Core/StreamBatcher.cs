@@ -16,10 +16,15 @@ public sealed class StreamBatcher : ITrainingData
     public StreamBatcher(int[] ids, int batch, int seqLen)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        window = new TokenWindow(batch, seqLen);
+        if (batch < 1)
+            throw new GpuRnnException($"--batch must be at least 1 (got {batch})");
+        if (seqLen < 1)
+            throw new GpuRnnException($"--seq-len must be at least 1 (got {seqLen})");
         StreamLength = ids.Length / batch;
         if (StreamLength < 2)
-            throw new GpuRnnException($"the data has {ids.Length} tokens; --batch {batch} needs at least {2 * batch} (2 per stream)");
+            throw new GpuRnnException($"the data has {ids.Length} tokens; --batch {batch} needs at least {2L * batch} (2 per stream)");
+        // A window never needs more steps than a stream has targets: no buffer beyond the data.
+        window = new TokenWindow(batch, Math.Min(seqLen, StreamLength - 1));
         this.ids = ids;
     }
 

@@ -13,6 +13,8 @@ public sealed class TokenWindow
             throw new GpuRnnException($"--batch must be at least 1 (got {batch})");
         if (capacity < 1)
             throw new GpuRnnException($"--seq-len must be at least 1 (got {capacity})");
+        if ((long)batch * capacity > int.MaxValue / 2)
+            throw new GpuRnnException($"--batch {batch} × --seq-len {capacity} = {(long)batch * capacity} positions; at most {int.MaxValue / 2} fit one window");
         Batch = batch;
         Capacity = capacity;
         Inputs = new int[batch * capacity];

@@ -38,6 +38,22 @@ public static class TrainingMemory
     }
 
     /// <summary>
+    /// Throws when a window's buffers would outgrow the kernels' index arithmetic: every buffer is
+    /// indexed by 32-bit launch indices (at most 2³¹ − 1 elements) and a GEMM puts ⌈rows / 64⌉ groups
+    /// on grid Y, which CUDA caps at 65,535 (so at most 4,194,240 rows, i.e. positions B·T).
+    /// </summary>
+    /// <exception cref="GpuRnnException">The sizes are beyond those limits; the message names the flags.</exception>
+    public static void EnsureIndexable(ModelConfig config, int batch, int seqLen)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long positions = (long)batch * seqLen;
+        long widest = positions * Math.Max(config.Hidden, config.Outputs);
+        if (positions > 4_194_240 || widest > int.MaxValue || (long)config.Hidden * config.Vocab > int.MaxValue)
+            throw new GpuRnnException($"B={batch} T={seqLen} H={config.Hidden} V={config.Vocab}: a window of {positions} positions needs buffers of {widest} elements; " +
+                "the kernels index at most 2^31 - 1 elements and 4,194,240 positions; lower --batch, --seq-len, --hidden or the vocabulary");
+    }
+
+    /// <summary>
     /// Throws when <paramref name="needed"/> bytes exceed what <paramref name="device"/> has: its
     /// memory for a GPU, the host memory available to this process for the CPU accelerator.
     /// </summary>

@@ -213,6 +213,7 @@ public sealed class CliTests
     [TestCase(new[] { "--tokenizer", "bpe" }, "gpurnn: --tokenizer bpe: use char or word")]
     [TestCase(new[] { "--data", "no-such-file.txt" }, "gpurnn: no-such-file.txt: no such file")]
     [TestCase(new[] { "--batch", "400" }, "gpurnn: " /* the data is too short for 400 streams: the message names the minimum */)]
+    [TestCase(new[] { "--hidden", "8", "--layers", "1", "--batch", "32", "--seq-len", "200000", "--val-fraction", "0" }, "gpurnn: B=32 T=200000 H=8")] // fits memory, not 32-bit indices / grid Y
     public void BadInputIsOneLineAndExitCodeOne(string[] args, string start)
     {
         var defaults = new Dictionary<string, string> { ["--device"] = "cpu", ["--data"] = data, ["--out"] = P("x.safetensors") };

@@ -33,9 +33,16 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(c.Mode, Is.EqualTo(DataMode.Lines));
         Assert.That(c.Vocabulary.Tokens, Is.EqualTo(new[] { "<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "c" }), "no newline token in a line model");
 
-        var sample = Run("sample", "--checkpoint", P("lines.safetensors"), "--device", "cpu", "--count", "3", "--length", "12");
+        var sample = Run("sample", "--checkpoint", P("lines.safetensors"), "--device", "cpu", "--count", "3", "--length", "12", "--seed", "5");
         Assert.That(sample.Code, Is.EqualTo(0), sample.Err);
         Assert.That(sample.Out.Split("---\n"), Has.Length.EqualTo(3));
+        using (var model = c.CreateModel(TestDevices.Get("cpu")))
+        using (var generator = new Generator(model))
+        {
+            // A line model starts from <bos> and stops at <eos>: the runner must sample it that way.
+            string expected = generator.Sample(c.Vocabulary, c.Tokenizer, "", 12, new SamplingOptions(Seed: 5), DataMode.Lines);
+            Assert.That(sample.Out.Split("---\n")[0], Is.EqualTo(expected + "\n"));
+        }
 
         var eval = Run("eval", "--checkpoint", P("lines.safetensors"), "--data", Names(), "--device", "cpu", "--json");
         Assert.That(eval.Code, Is.EqualTo(0), eval.Err);
@@ -45,6 +52,27 @@ public sealed class ModeCliTests : CliHarness
         var predict = Run("predict", "--checkpoint", P("lines.safetensors"), "--input", P("primes.txt"), "--device", "cpu", "--length", "5");
         Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
         Assert.That(predict.Out.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(2), "one continuation per input line");
+    }
+
+    [TestCase("lines")]
+    [TestCase("pairs")]
+    public void SequenceModesResumeBitIdentically(string mode)
+    {
+        string data = mode == "lines" ? Names() : P("pairs.tsv");
+        if (mode == "pairs")
+            File.WriteAllText(data, "ab\tba\nabc\tcba\nca\tac\nbca\tacb\nb\tb\ncab\tbac\nbb\tbb\naab\tbaa\n");
+        string[] common = [.. Small, "--mode", mode, "--data", data, "--val-fraction", "0"];
+        Assert.That(Run(["train", .. common, "--steps", "7", "--out", P("straight.safetensors")]).Code, Is.EqualTo(0));
+        Assert.That(Run(["train", .. common, "--steps", "4", "--out", P("first.safetensors")]).Code, Is.EqualTo(0));
+        var resumed = Run("train", "--device", "cpu", "--resume", P("first.safetensors"), "--data", data, "--steps", "7", "--sample-length", "0", "--out", P("resumed.safetensors"));
+        Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
+        var a = Checkpoint.Load(P("straight.safetensors"));
+        var b = Checkpoint.Load(P("resumed.safetensors"));
+        foreach (var (name, w) in a.Weights)
+            Assert.That(b.Weights[name], Is.EqualTo(w).AsCollection, $"{name} must be bit-identical");
+        var again = Run("train", "--device", "cpu", "--resume", P("resumed.safetensors"), "--data", data, "--steps", "7");
+        Assert.That(again.Code, Is.EqualTo(1));
+        Assert.That(again.Err, Does.Contain("is at step 7, which already reaches the 7 steps asked for"));
     }
 
     [Test]

@@ -118,6 +118,30 @@ public sealed class ModeLearningTests
         Assert.That(exact, Is.GreaterThanOrEqualTo(0.9 * val.Count));
     }
 
+    /// <summary>
+    /// A word-sized vocabulary (V = 10,000): layer 0 is a gather and its gradient a scatter, so no
+    /// [positions, V] one-hot matrix exists, and the softmax over V is fused with the loss. The
+    /// untrained loss is ln V and a repeated window is memorised.
+    /// </summary>
+    [Test]
+    public void TenThousandWordVocabularyTrains()
+    {
+        const int vocab = 10_000, batch = 4, steps = 8;
+        var rng = new Random(1);
+        var ids = Enumerable.Range(0, batch * (steps + 1)).Select(_ => rng.Next(vocab)).ToArray(); // one window per epoch
+        using var model = new RnnModel(Device, new ModelConfig(vocab, 16, 1), seed: 1);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.05f));
+        var data = new StreamBatcher(ids, batch, steps);
+        float first = trainer.Step(data.Next())!.Value;
+        float last = first;
+        for (int i = 0; i < 15; i++)
+            last = trainer.Step(data.Next())!.Value;
+        Assert.That(first, Is.EqualTo(Math.Log(vocab)).Within(0.05));
+        Assert.That(last, Is.LessThan(first / 2), "the window is being memorised");
+        // The input side holds W_ih [H, V] only: no buffer of the activations scales with P·V but the logits.
+        Assert.That(TrainingMemory.Bytes(model.Config, batch, steps, 2, false), Is.EqualTo(trainer.DeviceBytes));
+    }
+
     [Test]
     public void MetricsCountPrecisionRecallAndF1()
     {

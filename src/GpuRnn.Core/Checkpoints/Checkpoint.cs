@@ -259,7 +259,8 @@ public sealed class Checkpoint
             trainer.SetSlot(slot, flat);
         }
         trainer.StepCount = t.Step;
-        trainer.SetState(t.Batch, t.SeqLen, HiddenState);
+        if (Mode == DataMode.Stream)
+            trainer.SetState(t.Batch, t.SeqLen, HiddenState); // sequence modes start every batch from zero (or the encoder)
     }
 
     /// <summary>The command-line name of an optimizer.</summary>
