@@ -41,6 +41,7 @@ try
     };
 
     using var device = GpuDevice.Open(options["--device"]);
+    var validation = Validate(device, vocab, layers);
     using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers), seed: 1);
     using var trainer = new Trainer(model, new OptimizerSettings(kind, kind == OptimizerKind.Sgd ? 0.1f : 1e-3f, ClipNorm: 5f));
     var rng = new Random(1);
@@ -85,6 +86,7 @@ try
         managedBytesPerStep = (double)managed / steps,
         deviceMemoryBytes = device.Accelerator.MemorySize,
         lastLoss = loss,
+        validation,
     };
     if (json)
     {
@@ -102,4 +104,34 @@ catch (GpuRnnException e)
 {
     Console.Error.WriteLine("gpurnn-perf: " + e.Message);
     return 1;
+}
+
+// Before anything is timed: the first step's loss of a small model (same V and L, H = 16, B = 3,
+// T = 7) on this device must match the double-precision reference for the same weights. The
+// tolerance allows float32 rounding, and on CUDA the tanh.approx.f32 that XMath.Tanh compiles to.
+static object Validate(GpuDevice device, int vocab, int layers)
+{
+    const int h = 16, b = 3, t = 7;
+    using var model = new RnnModel(device, new ModelConfig(vocab, h, layers), seed: 7);
+    using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+    var rng = new Random(7);
+    var window = new TokenWindow(b, t) { Steps = t, ResetState = true };
+    var inputs = new int[b, t];
+    var targets = new int[b, t];
+    for (int s = 0; s < t; s++)
+    {
+        for (int k = 0; k < b; k++)
+        {
+            window.Inputs[s * b + k] = inputs[k, s] = rng.Next(vocab);
+            window.Targets[s * b + k] = targets[k, s] = rng.Next(vocab);
+        }
+    }
+    trainer.ComputeGradients(window);
+    float loss = trainer.ReadLoss();
+    var reference = GpuRnn.Tests.Reference.RefModel.FromFloats(vocab, h, layers, model.Layout.Tensors.ToDictionary(x => x.Name, x => model.GetTensor(x.Name)));
+    double expected = GpuRnn.Tests.Reference.RefRnn.Loss(reference, inputs, targets);
+    double tolerance = (device.Info.Kind == DeviceKind.Cuda ? 1e-3 : 1e-5) * expected;
+    if (!(Math.Abs(loss - expected) <= tolerance))
+        throw new GpuRnnException($"validation failed on {device.Info}: first-step loss {loss} but the double-precision reference gives {expected} (tolerance {tolerance:G3}); nothing was timed");
+    return new { loss, reference = expected, tolerance };
 }
