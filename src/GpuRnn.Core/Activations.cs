@@ -11,7 +11,8 @@ internal sealed class Activations : IDisposable
 {
     private readonly List<IDisposable> owned = [];
 
-    public Activations(Accelerator accelerator, ParameterLayout layout, bool classifier, int batch, int capacity)
+    /// <param name="encoder">An encoder's activations: no output layer, so no logits buffer.</param>
+    public Activations(Accelerator accelerator, ParameterLayout layout, bool classifier, int batch, int capacity, bool encoder = false)
     {
         Batch = batch;
         Capacity = capacity;
@@ -28,7 +29,7 @@ internal sealed class Activations : IDisposable
             Hidden[k].MemSetToZero();
         }
         // A language model has logits at every position, [T, B, V]; a classifier one row per sequence, [B, C].
-        Logits = Own(accelerator.Allocate1D<float>(classifier ? (long)batch * layout.Outputs : (long)p * v)); // overwritten by dlogits
+        Logits = Own(accelerator.Allocate1D<float>(encoder ? 1 : classifier ? (long)batch * layout.Outputs : (long)p * v)); // overwritten by dlogits
         LastRows = Own(accelerator.Allocate1D<int>(batch));          // [B] row p of each sequence's last true step
         Labels = Own(accelerator.Allocate1D<int>(batch));            // [B]
         HLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] last true state of the top layer

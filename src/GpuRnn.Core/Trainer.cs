@@ -187,7 +187,7 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private void Encode(TokenWindow source, Activations decoder, bool training)
     {
-        encAct = Prepare(encAct, source);
+        encAct = Prepare(encAct, source, encoder: true);
         var e = encAct;
         if (training)
             UploadTokenPositions(e, source);
@@ -531,14 +531,14 @@ public sealed class Trainer : IDisposable
     /// Activations fitting <paramref name="window"/>: allocated on the first window and re-allocated
     /// only for a larger shape (the carried state survives when B is unchanged).
     /// </summary>
-    private Activations Prepare(Activations? current, TokenWindow window)
+    private Activations Prepare(Activations? current, TokenWindow window, bool encoder = false)
     {
         if (window.Steps < 1 || window.Steps > window.Capacity)
             throw new ArgumentException($"window holds {window.Steps} steps; it must be between 1 and {window.Capacity}.", nameof(window));
         int batch = window.Batch, capacity = window.Capacity;
         if (current is not null && current.Batch == batch && current.Capacity >= capacity)
             return current;
-        var fresh = new Activations(model.Device.Accelerator, model.Layout, model.Config.IsClassifier, batch, capacity);
+        var fresh = new Activations(model.Device.Accelerator, model.Layout, model.Config.IsClassifier, batch, capacity, encoder);
         if (current is not null)
         {
             if (current.Batch == batch)

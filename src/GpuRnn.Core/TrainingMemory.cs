@@ -21,19 +21,19 @@ public static class TrainingMemory
         double v = config.Vocab, o = config.Outputs /* decoder rows: V, or C for a classifier */, h = config.Hidden, l = config.Layers, b = batch;
         double stacks = config.EncoderDecoder ? 2 : 1;
         double parameters = stacks * (h * v + (2 * l - 1) * h * h + 2 * l * h) + o * h + o; // per stack W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases; output [O, H] + [O]
-        double Activations(double t)
+        double Activations(double t, bool encoder)
         {
             double p = b * t; // positions of one window
             return sizeof(int) * (3 * p + v + 1 + 2 * b)  // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels [B]
                 + sizeof(float) * (3 * p * h               // X, dH, dZ [T, B, H]
                     + l * (t + 1) * b * h                  // hidden states [L][T + 1, B, H]
-                    + (config.IsClassifier ? b : p) * o    // logits / dlogits: [T, B, V], or [B, C] for a classifier
+                    + (encoder ? 1 : (config.IsClassifier ? b : p) * o) // logits / dlogits: [T, B, V], [B, C] for a classifier, none for an encoder
                     + 2 * b * h                            // last true state and its gradient [B, H]
                     + l * b * h                            // gradient w.r.t. each layer's h_0 [L, B, H]
                     + p + 2);                              // per-row loss, scalars
         }
         // Training and (with validation) evaluation windows each have a set; an encoder adds one for the source.
-        double activations = Activations(seqLen) * (validation ? 2 : 1) + (config.EncoderDecoder ? Activations(sourceLen) : 0);
+        double activations = Activations(seqLen, false) * (validation ? 2 : 1) + (config.EncoderDecoder ? Activations(sourceLen, true) : 0);
         return sizeof(float) * parameters * (2 + optimizerSlots) + activations;
     }
 

@@ -114,6 +114,17 @@ public sealed class ReliabilityTests : CliHarness
         Assert.That(TrainingMemory.Bytes(config, 2, 3, optimizerSlots: 2, validation), Is.EqualTo(trainer.DeviceBytes));
     }
 
+    [Test]
+    public void MemoryEstimateCountsAnEncoderDecoder()
+    {
+        var config = new ModelConfig(10, 4, 2, EncoderDecoder: true);
+        using var model = new RnnModel(TestDevices.Get("cpu"), config, seed: 1);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f));
+        var data = SequenceBatcher.Pairs([[4, 5, 6, 7, 8], [5]], [[6, 7], [8, 9, 4]], 2, bos: 2, eos: 3, seed: 1);
+        trainer.ComputeGradients(data.Next());
+        Assert.That(TrainingMemory.Bytes(config, 2, data.Capacity, optimizerSlots: 2, validation: false, sourceLen: data.SourceCapacity), Is.EqualTo(trainer.DeviceBytes));
+    }
+
     // ------------------------------------------------------------------------------------ checkpoints
 
     private string Trained()
