@@ -317,13 +317,26 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public float[] ClassLogits(TokenWindow window)
     {
-        ArgumentNullException.ThrowIfNull(window);
         if (!model.Config.IsClassifier)
             throw new InvalidOperationException("ClassLogits needs a classifier model.");
         window.ResetState = true;
+        return Logits(window);
+    }
+
+    /// <summary>
+    /// The raw output-layer values of a window without loss or gradients, with the evaluation state
+    /// (reset where the window says so): [s·B, V] time-major for a language model or an
+    /// encoder–decoder's decoder, [B, C] for a classifier. The training state is untouched.
+    /// </summary>
+    public float[] Logits(TokenWindow window)
+    {
+        ArgumentNullException.ThrowIfNull(window);
         evalAct = Prepare(evalAct, window);
+        if (model.Config.EncoderDecoder)
+            Encode(Source(window), evalAct, training: false);
         Forward(evalAct, window, withLoss: false);
-        var host = new float[window.Batch * model.Config.Classes];
+        Carry(evalAct, window.Steps);
+        var host = new float[model.Config.IsClassifier ? window.Batch * model.Config.Classes : window.Positions * model.Layout.Outputs];
         k.Download(evalAct.Logits.View, host);
         return host;
     }
