@@ -52,6 +52,8 @@ internal static class EvalCommand
                 case DataMode.Lines:
                 {
                     var seqs = SequenceData.Lines(text).Select(l => SequenceData.EncodeLine(c.Vocabulary, l.Text, c.Tokenizer)).ToList();
+                    if (seqs.Count == 0)
+                        throw new GpuRnnException($"{dataPath}: no non-empty lines");
                     var data = new SequenceBatcher(seqs, null, b, c.Vocabulary.IdOf(Vocabulary.Bos), c.Vocabulary.EndId, 0);
                     Print(trainer.Evaluate(data.InOrder()));
                     break;

@@ -79,7 +79,7 @@ internal sealed class Reporter
 
     public void Step(long step, double loss, double smoothed, double? val, double seconds, long stepsThisRun)
     {
-        TrainCurve.Add((step, loss));
+        AddThinned(TrainCurve, (step, loss));
         if (val is { } v)
         {
             ValCurve.Add((step, v));
@@ -112,6 +112,20 @@ internal sealed class Reporter
     }
 
     public void Finish() => log?.Dispose();
+
+    /// <summary>Most points a curve keeps: past it, every other point is dropped, so a long run's memory stays bounded while the plot keeps its shape.</summary>
+    internal const int MaxCurvePoints = 20_000;
+
+    internal static void AddThinned(List<(double Step, double Loss)> curve, (double Step, double Loss) point)
+    {
+        curve.Add(point);
+        if (curve.Count <= MaxCurvePoints)
+            return;
+        int kept = 0;
+        for (int i = 0; i < curve.Count; i += 2)
+            curve[kept++] = curve[i];
+        curve.RemoveRange(kept, curve.Count - kept);
+    }
 
     /// <summary>The end-of-run summary, then <paramref name="sample"/> (a generated sample or a classifier's validation report) under <paramref name="heading"/>.</summary>
     public void Summary(IReadOnlyDictionary<string, object?> summary, string sample, string heading)

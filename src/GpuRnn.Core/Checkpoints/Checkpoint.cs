@@ -131,6 +131,28 @@ public sealed class Checkpoint
                 double.IsNaN(training.BestValidationLoss) ? null : training.BestValidationLoss));
         }
         new SafeTensorsFile(tensors, metadata).Write(path);
+        RemoveStaleTemporaries(path);
+    }
+
+    /// <summary>
+    /// Deletes temporary files that a writer killed mid-save left beside <paramref name="path"/>
+    /// (<c>.name.*.tmp</c>); the run holds the output lock, so no other writer can own one.
+    /// </summary>
+    private static void RemoveStaleTemporaries(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string folder = Path.GetDirectoryName(full)!;
+        foreach (string temp in Directory.EnumerateFiles(folder, $".{Path.GetFileName(full)}.*.tmp"))
+        {
+            try
+            {
+                File.Delete(temp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // best effort: a leftover temporary file never affects the checkpoint itself
+            }
+        }
     }
 
     /// <summary>Reads and checks a checkpoint; every problem is a one-line error naming the file.</summary>
