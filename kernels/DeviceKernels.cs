@@ -9,8 +9,11 @@ namespace GpuRnn.Kernels;
 /// accelerator here, and every launch goes through a typed, validating launcher that counts it.
 /// Each piece of math lives in its own partial file (kernels first, then launchers).
 /// </summary>
-public sealed partial class DeviceKernels
+public sealed partial class DeviceKernels : IDisposable
 {
+    // Stands in for "no lengths" in the recurrent kernels: a kernel argument must be a real view.
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> noLengths;
+
     /// <summary>Creates the launchers for <paramref name="accelerator"/>; compiles every kernel now, not in the step.</summary>
     /// <param name="accelerator">Where the kernels run.</param>
     /// <param name="sharedTiles">Force the shared-memory GEMM tiles on (tests use it to check the GPU path on the CPU accelerator); null picks per accelerator.</param>
@@ -57,8 +60,12 @@ public sealed partial class DeviceKernels
         LoadSoftmaxCrossEntropy();
         LoadReductions();
         LoadOptimizers();
+        noLengths = accelerator.Allocate1D<int>(1);
         LoadLastState();
     }
+
+    /// <summary>Frees the kernels' own small device buffer (the accelerator frees the compiled kernels).</summary>
+    public void Dispose() => noLengths.Dispose();
 
     /// <summary>The accelerator the kernels were compiled for.</summary>
     public Accelerator Accelerator { get; }

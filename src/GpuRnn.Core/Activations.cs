@@ -32,6 +32,7 @@ internal sealed class Activations : IDisposable
         Logits = Own(accelerator.Allocate1D<float>(encoder ? 1 : classifier ? (long)batch * layout.Outputs : (long)p * v)); // overwritten by dlogits
         LastRows = Own(accelerator.Allocate1D<int>(batch));          // [B] row p of each sequence's last true step
         Labels = Own(accelerator.Allocate1D<int>(batch));            // [B]
+        Lengths = Own(accelerator.Allocate1D<int>(batch));           // [B] true length of each padded sequence
         HLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] last true state of the top layer
         DLast = Own(accelerator.Allocate1D<float>((long)batch * h)); // [B, H] its gradient
         DH0 = Own(accelerator.Allocate1D<float>((long)layout.L * batch * h)); // [L, B, H] gradient w.r.t. each layer's h_0 (encoder–decoder)
@@ -59,6 +60,7 @@ internal sealed class Activations : IDisposable
     public MemoryBuffer1D<float, Stride1D.Dense> Scalars { get; }
     public MemoryBuffer1D<int, Stride1D.Dense> LastRows { get; }
     public MemoryBuffer1D<int, Stride1D.Dense> Labels { get; }
+    public MemoryBuffer1D<int, Stride1D.Dense> Lengths { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> HLast { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> DLast { get; }
     public MemoryBuffer1D<float, Stride1D.Dense> DH0 { get; }

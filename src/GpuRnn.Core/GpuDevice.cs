@@ -191,6 +191,7 @@ public sealed class GpuDevice : IDisposable
     /// <summary>Releases the accelerator, then the context (reverse order of creation).</summary>
     public void Dispose()
     {
+        Kernels.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

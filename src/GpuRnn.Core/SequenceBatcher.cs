@@ -154,6 +154,7 @@ public sealed class SequenceBatcher : ITrainingData
             steps = Math.Max(steps, Length(m));
         window.Steps = steps;
         window.ResetState = true;
+        window.Padded = true;
         Array.Fill(window.Inputs, -1, 0, steps * b);
         Array.Fill(window.Targets, -1, 0, steps * b);
         for (int slot = 0; slot < b; slot++)
@@ -190,6 +191,7 @@ public sealed class SequenceBatcher : ITrainingData
         int steps = members.Max(m => sources![m].Length);
         w.Steps = steps;
         w.ResetState = true;
+        w.Padded = true;
         Array.Fill(w.Inputs, -1, 0, steps * b);
         Array.Fill(w.Targets, -1, 0, steps * b);
         Array.Fill(w.Lengths, 1);

@@ -44,6 +44,12 @@ public sealed class TokenWindow
     /// <summary>Class of each sequence [B] (classifier windows).</summary>
     public int[] Labels { get; }
 
+    /// <summary>
+    /// True for a padded batch of whole sequences: each sequence's state is held past its
+    /// <see cref="Lengths"/> (DESIGN.md §6). False for stream windows, where every position is real.
+    /// </summary>
+    public bool Padded { get; set; }
+
     /// <summary>For an encoder–decoder: the source window the encoder reads (inputs and lengths); this window is then the decoder's, teacher-forced.</summary>
     public TokenWindow? Source { get; set; }
 

@@ -137,6 +137,7 @@ public sealed class Trainer : IDisposable
         var dH = a.DH.View.SubView(0, ph);
         var dZ = a.DZ.View.SubView(0, ph);
         var g = gradients.View;
+        var lengths = window.Padded ? a.Lengths.View : default; // uploaded by the forward pass
         if (inject.IsValid)
             k.LastStateBackward(p, b, h, a.LastRows.View, inject.SubView((layers - 1) * bh, bh), dH);
         for (int layer = layers - 1; layer >= 0; layer--)
@@ -145,7 +146,7 @@ public sealed class Trainer : IDisposable
             for (int t = s - 1; t >= 0; t--)
             {
                 var dzNext = t + 1 < s ? dZ.SubView((t + 1) * bh, bh) : dZ.SubView(0, bh);
-                k.RecurrentBackward(b, h, t + 1 < s, dzNext, wHh, dH.SubView(t * bh, bh), a.HiddenAt(layer, t + 1, h), dZ.SubView(t * bh, bh));
+                k.RecurrentBackward(b, h, t + 1 < s, dzNext, wHh, dH.SubView(t * bh, bh), a.HiddenAt(layer, t + 1, h), dZ.SubView(t * bh, bh), lengths, t);
             }
             if (dh0.IsValid)
                 k.Gemm(new GemmShape(b, h, h, false, false), 1f, dZ, wHh, 0f, dh0.SubView(layer * bh, bh)); // dh_0 = dz_0 · W_hh
@@ -418,6 +419,10 @@ public sealed class Trainer : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(window), $"input id {id} is outside the vocabulary of {v}."); // negative = padding: no input
         }
         k.Upload<int>(inputs, a.Ids.View);
+        // A padded batch holds each sequence's state past its end: the recurrent steps read the lengths.
+        var lengths = window.Padded ? a.Lengths.View : default;
+        if (window.Padded)
+            k.Upload<int>(window.Lengths.AsSpan(0, b), a.Lengths.View);
         var x = a.X.View.SubView(0, (long)p * h);
         for (int layer = 0; layer < layers; layer++)
         {
@@ -429,7 +434,7 @@ public sealed class Trainer : IDisposable
                 k.GemmBias(new GemmShape(p, h, h, false, true), Outputs(a, layer - 1, s, h), model.View(stack.WeightIh[layer]), x, bIh, bHh);
             var wHh = model.View(stack.WeightHh[layer]);
             for (int t = 0; t < s; t++)
-                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h));
+                k.RecurrentForward(b, h, a.HiddenAt(layer, t, h), wHh, x.SubView((long)t * b * h, (long)b * h), a.HiddenAt(layer, t + 1, h), lengths, t);
         }
     }
 

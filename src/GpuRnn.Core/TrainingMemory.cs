@@ -24,7 +24,7 @@ public static class TrainingMemory
         double Activations(double t, bool encoder)
         {
             double p = b * t; // positions of one window
-            return sizeof(int) * (3 * p + v + 1 + 2 * b)  // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels [B]
+            return sizeof(int) * (3 * p + v + 1 + 3 * b)  // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels, lengths [B]
                 + sizeof(float) * (3 * p * h               // X, dH, dZ [T, B, H]
                     + l * (t + 1) * b * h                  // hidden states [L][T + 1, B, H]
                     + (encoder ? 1 : (config.IsClassifier ? b : p) * o) // logits / dlogits: [T, B, V], [B, C] for a classifier, none for an encoder

@@ -74,6 +74,23 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
                 g[i] /= tokens;
         Assert.That(trainer.ReadLoss(), Is.EqualTo(lossSum / tokens).Within(1e-5 * lossSum / tokens));
         AssertGradients(trainer, model, grads);
+
+        // Held past each end: the state after the batch is every line's own final state (DESIGN.md §6).
+        int slots = seqs.Length + 2;
+        for (int layer = 0; layer < layers; layer++)
+        {
+            var state = trainer.GetState(layer)!; // [B, H]
+            for (int i = 0; i < seqs.Length; i++)
+            {
+                int slot = Array.IndexOf(window.Lengths, seqs[i].Length + 1); // the lengths are distinct: they identify the slot
+                var inputs = new int[1, seqs[i].Length + 1];
+                inputs[0, 0] = 2;
+                for (int t = 0; t < seqs[i].Length; t++)
+                    inputs[0, t + 1] = seqs[i][t];
+                var final = RefRnn.ForwardBackward(reference, inputs, new int[1, seqs[i].Length + 1]).HFinal[layer];
+                AssertClose(state.AsSpan(slot * hidden, hidden).ToArray(), final, _ => 1e-5 + TestDevices.TanhTolerance(Device), $"held state of line {i}, layer {layer}");
+            }
+        }
     }
 
     /// <summary>Many-to-one from the last TRUE state of each sequence of a padded batch.</summary>

@@ -53,4 +53,37 @@ public sealed class RecurrentTests(string spec) : DeviceFixture(spec)
         // The GEMM bound, times |1 − h²| ≤ 1, plus the roundings of h², 1 − h² and the product.
         AssertClose(Get(dz), expected, i => (h + 7) * U * mag[i], $"recurrent backward B={b} H={h} next={hasNext}");
     }
+
+    /// <summary>Past a sequence's end (length ≤ step) the state is held exactly and dz is 0; other rows are unchanged.</summary>
+    [Test]
+    public void EndedSequencesHoldTheirStateAndGetNoGradient()
+    {
+        const int b = 4, h = 5, step = 2;
+        int[] lengths = [3, 2, 1, 5]; // rows 1 and 2 have ended at step 2
+        var rng = new Random(3);
+        var hPrev = TestData.Uniform(rng, b * h);
+        var w = TestData.Uniform(rng, h * h, 0.4);
+        var x = TestData.Uniform(rng, b * h);
+        var plain = Poisoned(b * h);
+        var held = Poisoned(b * h);
+        K.RecurrentForward(b, h, Put(hPrev), Put(w), Put(x), plain);
+        K.RecurrentForward(b, h, Put(hPrev), Put(w), Put(x), held, Put(lengths), step);
+        var dzNext = TestData.Uniform(rng, b * h);
+        var dH = TestData.Uniform(rng, b * h);
+        var dzPlain = Poisoned(b * h);
+        var dzHeld = Poisoned(b * h);
+        K.RecurrentBackward(b, h, true, Put(dzNext), Put(w), Put(dH), Put(Get(plain)), dzPlain);
+        K.RecurrentBackward(b, h, true, Put(dzNext), Put(w), Put(dH), Put(Get(plain)), dzHeld, Put(lengths), step);
+        float[] hp = Get(plain), hh = Get(held), dp = Get(dzPlain), dh = Get(dzHeld);
+        for (int row = 0; row < b; row++)
+        {
+            bool ended = lengths[row] <= step;
+            for (int j = 0; j < h; j++)
+            {
+                int at = row * h + j;
+                Assert.That(hh[at], Is.EqualTo(ended ? hPrev[at] : hp[at]), $"h row {row}");
+                Assert.That(dh[at], Is.EqualTo(ended ? 0f : dp[at]), $"dz row {row}");
+            }
+        }
+    }
 }
