@@ -84,7 +84,7 @@ try
         bytesToDevicePerStep = (double)(k.BytesToDevice - toDevice) / steps,
         bytesToHostPerStep = (double)(k.BytesToHost - toHost) / steps,
         managedBytesPerStep = (double)managed / steps,
-        deviceMemoryBytes = device.Accelerator.MemorySize,
+        deviceMemoryBytes = device.Info.Kind == DeviceKind.Cpu ? (long?)null : device.Accelerator.MemorySize, // the CPU accelerator reports no real size
         lastLoss = loss,
         validation,
     };

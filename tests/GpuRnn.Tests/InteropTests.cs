@@ -94,6 +94,25 @@ public sealed class InteropTests
                 Assert.That(ours[t * vocab.Count + v], Is.EqualTo(torchLogits[t][v]).Within(1e-5), $"step {t}, token {v}");
     }
 
+    /// <summary>A checkpoint holds plain F32 tensors: saved on one kernel configuration, it gives the same model on another.</summary>
+    [Test]
+    public void CheckpointMovesBetweenAccelerators()
+    {
+        var (model, vocab, path) = Saved(TestDevices.Get("cpu"));
+        using var _ = model;
+        var loaded = Checkpoint.Load(path);
+        using var other = loaded.CreateModel(TestDevices.Get(TestDevices.CpuTiled)); // shared-memory tiles: the GPU code path
+        int[] ids = vocab.Encode("hello world hello");
+        foreach (var t in model.Layout.Tensors)
+            Assert.That(other.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, t.Name);
+        using var a = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var b = new Trainer(other, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        var (lossA, countA) = a.Evaluate(ids, 1, 8);
+        var (lossB, countB) = b.Evaluate(ids, 1, 8);
+        Assert.That(countB, Is.EqualTo(countA));
+        Assert.That(lossB, Is.EqualTo(lossA).Within(1e-6 * lossA), "every tiling sums in the same order");
+    }
+
     private static bool Runs(string file, string args)
     {
         try
