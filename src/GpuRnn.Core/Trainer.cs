@@ -51,9 +51,6 @@ public sealed class Trainer : IDisposable
     /// <summary>The flat gradient buffer [P] of the last backward pass.</summary>
     public ArrayView<float> Gradients => gradients.View;
 
-    /// <summary>The optimizer's state buffers [P] each, in <see cref="OptimizerSettings.SlotNames"/> order.</summary>
-    public IReadOnlyList<ArrayView<float>> Slots => slots.Select(s => (ArrayView<float>)s.View).ToArray();
-
     /// <summary>One training step: forward, loss, backward, optimizer update. Returns the window's mean loss when <paramref name="readLoss"/> (one 4-byte device → host copy), else null.</summary>
     public float? Step(TokenWindow window, bool readLoss = true)
     {
