@@ -25,7 +25,7 @@ if [[ $# -ne 1 ]]; then
     exit 2
 fi
 START=$SECONDS
-BUDGET=${GPURNN_BENCH_BUDGET_S:-450}
+BUDGET=${GPURNN_BENCH_BUDGET_S:-480}
 CMD_CAP=${GPURNN_BENCH_CMD_TIMEOUT_S:-150}
 RESERVE=20                      # seconds kept for the summary at the end
 DEVICE=${GPURNN_BENCH_DEVICE:-cuda}
@@ -207,6 +207,47 @@ json.dump({"oursWorks": rc == "0", "libcudaSo1": lib or None, "libcudaLinkDir": 
            "LD_LIBRARY_PATH": ldpath, "attempts": tries}, open(out, "w"), indent=1)
 EOF
 if (( probe_rc == 0 )); then log "ILGPU opens $DEVICE"; else log "ILGPU cannot open $DEVICE: GpuRnn numbers will be errors; PyTorch still runs"; fi
+
+# --- the whole test suite on the device: every fixture whose device spec is this device ---
+# gpurnn-tests is tests/GpuRnn.Tests.Gpu (the same sources as GpuRnn.Tests, NUnit's own runner, self-contained).
+# Fixtures are named after their device spec (GemmTests("cuda:0"), …), so the filter picks exactly those on $DEVICE;
+# GPURNN_BENCH_TEST_FILTER overrides it (the CPU dry run uses a small subset).
+TESTS="$PERF_DIR/GpuRnn.Tests"
+TEST_FILTER=${GPURNN_BENCH_TEST_FILTER:-FullyQualifiedName~\"$DEVICE}
+TEST_CAP=${GPURNN_BENCH_TEST_TIMEOUT_S:-200}
+if [[ -x "$TESTS" ]]; then
+    left=$(( $(remaining) - RESERVE ))
+    limit=$(( left < TEST_CAP ? left : TEST_CAP ))
+    log "RUN  tests (timeout ${limit}s): filter $TEST_FILTER"
+    t0=$SECONDS
+    (cd "$SCRIPT_DIR/.." && timeout -k 5 "$limit" "$TESTS" --filter "$TEST_FILTER" --no-ansi --no-progress --output Detailed \
+        --results-directory "$OUT/test-results") > "$OUT/tests.log" 2>&1
+    test_rc=$?
+    log "tests finished (rc $test_rc) in $((SECONDS - t0))s: $(grep -E '^ +(total|failed|succeeded|skipped):' "$OUT/tests.log" | tr -s ' \n' ' ')"
+else
+    echo "no test program at $TESTS" > "$OUT/tests.log"
+    test_rc=-1
+    log "SKIP tests: no $TESTS in the archive"
+fi
+"$PY" - "$OUT/tests.log" "$OUT/tests.json" "$test_rc" "$TEST_FILTER" <<'PYEOF'
+import json, re, sys
+log, out, rc, flt = sys.argv[1:5]
+text = open(log, encoding="utf-8", errors="replace").read()
+counts = {k: int(v) for k, v in re.findall(r"^\s+(total|failed|succeeded|skipped):\s+(\d+)", text, re.M)}
+failed, current = [], None
+for line in text.splitlines():
+    m = re.match(r"^failed (.+?) \(", line)
+    if m:
+        current = {"test": m.group(1), "message": []}
+        failed.append(current)
+    elif current is not None and len(current["message"]) < 12 and line.strip() and not re.match(r"^(passed|skipped) ", line):
+        current["message"].append(line.strip())
+    elif re.match(r"^(passed|skipped) ", line):
+        current = None
+for f in failed:
+    f["message"] = "\n".join(f["message"])[:1500]
+json.dump({"rc": int(rc), "filter": flt, "counts": counts, "failed": failed}, open(out, "w"), indent=1)
+PYEOF
 
 # --- the sweep ---
 prev_ours=20

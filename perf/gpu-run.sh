@@ -3,7 +3,8 @@
 #
 #   perf/gpu-run.sh [extra dotnet publish arguments, e.g. --artifacts-path /tmp/art]
 #
-# Produces .gpu/perf.tar.xz (git-ignored) holding perf/gpurnn-perf (self-contained linux-x64),
+# Produces .gpu/perf.tar.xz (git-ignored) holding perf/gpurnn-perf and perf/GpuRnn.Tests (the test suite with
+# NUnit's runner), both self-contained linux-x64 in one folder,
 # perf/compare_pytorch.py, perf/gpu-bench.sh and perf/BUILD_INFO.json, prints its size, then unpacks it
 # into a temporary folder and runs the published binary on --device cpu with a tiny config to prove it
 # starts (set GPURNN_SKIP_VERIFY=1 to skip). On the GPU machine, with the device tool:
@@ -26,6 +27,11 @@ echo "== dotnet publish (self-contained linux-x64) -> $PUB"
 dotnet publish perf/GpuRnn.Perf/GpuRnn.Perf.csproj -c Release -r linux-x64 --self-contained -o "$PUB" \
     -p:InvariantGlobalization=true -p:DebugType=none -p:DebugSymbols=false -nologo -v quiet "$@"
 test -x "$PUB/gpurnn-perf" || { echo "gpu-run: $PUB/gpurnn-perf missing after publish" >&2; exit 1; }
+echo "== dotnet publish the test suite (tests/GpuRnn.Tests.Gpu, NUnit's runner) into the same folder"
+# Same runtime and libraries as the benchmark: one folder, one copy of the runtime.
+dotnet publish tests/GpuRnn.Tests.Gpu/GpuRnn.Tests.Gpu.csproj -c Release -r linux-x64 --self-contained -o "$PUB" \
+    -p:InvariantGlobalization=true -p:DebugType=none -p:DebugSymbols=false -nologo -v quiet "$@"
+test -x "$PUB/GpuRnn.Tests" || { echo "gpu-run: $PUB/GpuRnn.Tests missing after publish" >&2; exit 1; }
 
 cp perf/compare_pytorch.py perf/gpu-bench.sh "$PUB/"
 chmod +x "$PUB/gpu-bench.sh" "$PUB/compare_pytorch.py"

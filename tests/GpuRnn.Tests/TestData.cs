@@ -14,12 +14,20 @@ internal static class TestData
 
     public static double[] ToDouble(float[] x) => Array.ConvertAll(x, v => (double)v);
 
-    /// <summary>The repository root (where GpuRnn.sln is), found from the test binary's folder.</summary>
+    /// <summary>
+    /// The repository root (where GpuRnn.sln is), found from the test binary's folder, else from the current
+    /// folder (the self-contained test program of perf/gpu-run.sh runs from an unpacked archive, started in the tree).
+    /// </summary>
     public static string RepoRoot()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GpuRnn.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("GpuRnn.sln not found above " + AppContext.BaseDirectory);
+        foreach (string start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "GpuRnn.sln")))
+                    return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException($"GpuRnn.sln not found above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}");
     }
 }
