@@ -3,7 +3,8 @@
 # in one run, everything as JSON into OUTDIR (DESIGN.md §8). Runs on the GPU machine (NVIDIA driver, python3
 # with torch+CUDA, no .NET, no network):
 #
-#   bash perf/gpu-bench.sh OUTDIR            # needs .gpu/perf.tar.xz (carry it with the device tool)
+#   bash perf/gpu-bench.sh OUTDIR [BUNDLE]   # needs .gpu/perf.tar.xz (carry it with the device tool);
+#                                            # BUNDLE (e.g. $OUT/gpu.tar.gz): OUTDIR packed into one file at the end
 #
 # Proving the flow on a machine without a GPU (both sides on the CPU, tiny sizes):
 #
@@ -20,8 +21,8 @@
 # summary.json and summary.md (a table of all of it), bench.log.
 set -uo pipefail
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 OUTDIR" >&2
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+    echo "usage: $0 OUTDIR [BUNDLE.tar.gz]" >&2
     exit 2
 fi
 START=$SECONDS
@@ -334,3 +335,6 @@ open(os.path.join(d, "summary.md"), "w").write(text)
 print(text)
 EOF
 log "done in $((SECONDS - START))s; results in $OUT"
+if [[ $# -eq 2 ]]; then
+    mkdir -p "$(dirname "$2")" && tar -C "$(dirname "$OUT")" -czf "$2" "$(basename "$OUT")" && log "bundled $OUT into $2"
+fi

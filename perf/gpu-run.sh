@@ -9,7 +9,7 @@
 # into a temporary folder and runs the published binary on --device cpu with a tiny config to prove it
 # starts (set GPURNN_SKIP_VERIFY=1 to skip). On the GPU machine, with the device tool:
 #
-#   run(command="bash perf/gpu-bench.sh $OUT/gpu", carry=[".gpu/perf.tar.xz"], timeout_s=540)
+#   run(command="bash perf/gpu-bench.sh /tmp/gpu $OUT/gpu.tar.gz", carry=[".gpu/perf.tar.xz"], timeout_s=540)
 # ($OUT is the device tool's folder that comes back; the script keeps itself under 8 minutes.)
 set -euo pipefail
 
