@@ -28,7 +28,7 @@ internal static class InspectCommands
         var cmd = new Command("info", "Show a checkpoint's sizes, vocabulary, training state and metadata.") { checkpoint };
         cmd.SetAction(r =>
         {
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var c = Checkpoint.Load(r.GetValue(checkpoint)!, allowNonFinite: true);
             var layout = new ParameterLayout(c.Config.Vocab, c.Config.Hidden, c.Config.Layers, c.Config.Outputs, c.Config.EncoderDecoder);
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
@@ -47,6 +47,8 @@ internal static class InspectCommands
             {
                 stdout.WriteLine("training:   none stored (weights only: usable with --init, sample, eval)");
             }
+            foreach (var (name, count) in c.NonFinite)
+                stdout.WriteLine($"damaged:    {name} holds {count} values that are not finite (NaN or infinity); train, sample, eval and predict refuse this file");
             foreach (var (key, value) in c.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 if (key != Checkpoint.VocabKey)

@@ -26,9 +26,10 @@ internal static class TrainCommand
         var valFraction = App.Opt("--val-fraction", "Held-out tail of the data for validation; 0 = none.", 0.05);
         var evalEvery = App.Opt("--eval-every", "Validate every N steps (and at the end); 0 = only at the end.", 100);
         var checkpointEvery = App.Opt("--checkpoint-every", "Save a checkpoint every N steps (and at the end); 0 = only at the end.", 500);
-        var output = App.Opt("--out", "Checkpoint file to write (the folder is created).", Path.Combine("out", "model.safetensors"));
+        var output = App.Opt("--out", "Checkpoint file to write (the folder is created); with --resume, the resumed file. A file that is not a GpuRnn checkpoint is never overwritten.", Path.Combine("out", "model.safetensors"));
         var init = App.Opt<string?>("--init", "Start from this checkpoint's weights and vocabulary, with a fresh optimizer.");
-        var resume = App.Opt<string?>("--resume", "Continue this checkpoint's run exactly (weights, optimizer, step, data position, hidden state).");
+        var resume = App.Opt<string?>("--resume", "Continue this checkpoint's run exactly (weights, optimizer, step, data position, hidden state), writing to it unless --out says otherwise.");
+        var allowOtherData = App.Opt("--allow-other-data", "With --resume: continue even though --data differs from the data the checkpoint was trained on.", false);
         var log = App.Opt<string?>("--log", "Write metrics to this file, one JSON object per line.");
         var json = App.Opt("--json", "Machine-readable JSON lines on stdout instead of the progress display.", false);
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
@@ -39,7 +40,7 @@ internal static class TrainCommand
         var cmd = new Command("train", "Train an Elman RNN (language model or classifier) and save a checkpoint.")
         {
             data, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
-            valFraction, evalEvery, checkpointEvery, output, init, resume, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
         };
         cmd.SetAction(r =>
         {
@@ -65,6 +66,7 @@ internal static class TrainCommand
                 Out = r.GetValue(output)!,
                 Init = r.GetValue(init),
                 Resume = r.GetValue(resume),
+                AllowOtherData = r.GetValue(allowOtherData),
                 LogPath = r.GetValue(log),
                 Json = r.GetValue(json),
                 Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
@@ -103,9 +105,10 @@ internal sealed class TrainRun
     public double ValFraction { get; set; }
     public int EvalEvery { get; init; }
     public int CheckpointEvery { get; init; }
-    public required string Out { get; init; }
+    public required string Out { get; set; }
     public string? Init { get; init; }
     public string? Resume { get; init; }
+    public bool AllowOtherData { get; init; }
     public string? LogPath { get; init; }
     public bool Json { get; init; }
     public TokenizerKind Tokenizer { get; set; }
@@ -124,6 +127,8 @@ internal sealed class TrainRun
         Checkpoint? start = Resume is not null ? Checkpoint.Load(Resume) : Init is not null ? Checkpoint.Load(Init) : null;
         if (start is not null)
             AdoptCheckpoint(start);
+        if (Resume is not null && !Given("--out"))
+            Out = Resume; // a resumed run continues in its own file
         Validate();
         using var outLock = OutputLock.Acquire(Out);
         using var signals = Stop.CanBeCanceled ? null : new StopSignals(Out);
@@ -131,6 +136,9 @@ internal sealed class TrainRun
 
         string text = DataPath is not null ? TextFile.Read(DataPath) : DefaultCorpus.Text;
         string dataName = DataPath ?? DefaultCorpus.Name;
+        var dataIdentity = DataIdentity.Of(dataName, text);
+        if (Resume is not null && start!.Data is { } trained && !trained.SameContents(dataIdentity) && !AllowOtherData)
+            throw new GpuRnnException($"{Resume} was trained on {trained}, but --data is {dataIdentity}; give the same data, or --allow-other-data to continue on this one");
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
@@ -161,7 +169,7 @@ internal sealed class TrainRun
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 
         TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
-        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels);
+        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels, dataIdentity);
         ClassifierMetrics? metrics = null;
         PairMetrics? pairMetrics = null;
         double? Evaluate()
@@ -178,7 +186,7 @@ internal sealed class TrainRun
 
         var clock = Stopwatch.StartNew();
         long firstStep = trainer.StepCount;
-        double smoothed = report.Run(firstStep, () => Loop(trainer, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
+        double smoothed = report.Run(firstStep, () => Loop(trainer, model.Config.Outputs, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
         if (trainer.StepCount < total)
             return Interrupted(stdout, report, trainer.StepCount, total, trainer.StepCount > firstStep ? Save : null);
         double? finalVal = Evaluate();
@@ -231,24 +239,29 @@ internal sealed class TrainRun
 
     /// <summary>The steps: train, guard against divergence, validate and save on schedule. Returns the smoothed training loss.</summary>
     /// <remarks>
-    /// A non-finite loss or gradient norm stops the run before the update reaches the weights. A
+    /// A non-finite loss or gradient norm, or a loss above <see cref="DivergenceCeiling"/>, stops the run before the update reaches the weights. A
     /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
     /// </remarks>
-    private double Loop(Trainer trainer, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
+    private double Loop(Trainer trainer, int outputs, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
         Func<double?> validate, Action save, CancellationToken stop)
     {
         double smoothed = double.NaN;
+        float ceiling = float.NaN; // set by the run's first step: see DivergenceCeiling
         while (trainer.StepCount < total && !stop.IsCancellationRequested)
         {
             var window = batcher.Next();
             trainer.ComputeGradients(window); // ComputeGradients + ApplyUpdate = Trainer.Step, with a check before the update
             var (loss, gradNorm) = trainer.ReadLossAndNorm();
             long step = trainer.StepCount + 1;
-            if (!float.IsFinite(loss) || !float.IsFinite(gradNorm))
+            if (float.IsNaN(ceiling) && float.IsFinite(loss))
+                ceiling = DivergenceCeiling(loss, outputs);
+            if (!float.IsFinite(loss) || !float.IsFinite(gradNorm) || loss > ceiling)
             {
                 report.Finish();
                 string kept = File.Exists(Out) ? $"the last good checkpoint {Out} was kept" : "no checkpoint had been written yet";
-                string what = float.IsFinite(loss) ? FormattableString.Invariant($"the gradient norm is {gradNorm} (loss {loss})") : FormattableString.Invariant($"the loss is {loss}");
+                string what = !float.IsFinite(loss) ? FormattableString.Invariant($"the loss is {loss}")
+                    : !float.IsFinite(gradNorm) ? FormattableString.Invariant($"the gradient norm is {gradNorm} (loss {loss})")
+                    : FormattableString.Invariant($"the loss {loss:G4} is above {ceiling:G4}, 10 × the larger of this run's first loss and ln(outputs)");
                 throw new DivergedException($"training diverged at step {step}: {what}; {kept}. Try a lower --lr or --clip-norm 5");
             }
             trainer.ApplyUpdate();
@@ -260,6 +273,13 @@ internal sealed class TrainRun
         }
         return smoothed;
     }
+
+    /// <summary>
+    /// The loss above which a run counts as diverged: 10 × max(first loss of this run, ln C), C the output classes
+    /// (V for a language model). A cross-entropy starts near ln C and falls; ten times that means the model puts
+    /// a probability below e^(−10·ln C) = C^−10 on the targets on average, which a learning run never does.
+    /// </summary>
+    internal static float DivergenceCeiling(float firstLoss, int outputs) => 10f * MathF.Max(firstLoss, MathF.Log(Math.Max(outputs, 2)));
 
     /// <summary>Takes the sizes (and, for --resume, the run's settings) from the checkpoint; a conflicting flag is an error.</summary>
     private void AdoptCheckpoint(Checkpoint c)
@@ -293,6 +313,10 @@ internal sealed class TrainRun
     {
         if (Directory.Exists(Out))
             throw new GpuRnnException($"--out {Out}: is a folder; give the checkpoint file to write, e.g. {Path.Combine(Out, "model.safetensors")}");
+        if (DataPath is not null && SamePath(Out, DataPath))
+            throw new GpuRnnException($"--out {Out}: is the training data (--data); give another checkpoint file");
+        if (File.Exists(Out) && !(Resume is not null && SamePath(Out, Resume)) && !Checkpoint.IsCheckpointFile(Out))
+            throw new GpuRnnException($"--out {Out}: exists and is not a GpuRnn checkpoint; refusing to overwrite it (give another --out or remove the file)");
         TrainCommand.RequirePositive(Hidden, "--hidden");
         TrainCommand.RequirePositive(Layers, "--layers");
         TrainCommand.RequirePositive(Batch, "--batch");
@@ -311,6 +335,8 @@ internal sealed class TrainRun
         Optimizer.Validate();
         target = GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
     }
+
+    private static bool SamePath(string a, string b) => string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
 
     /// <summary>
     /// The end of a run stopped by SIGINT/SIGTERM (or the stop token): save the full resume state

@@ -6,6 +6,9 @@ namespace GpuRnn;
 /// <param name="LineNumbers">The 1-based file line of each sequence, for messages.</param>
 public sealed record SequenceData(List<int[]> Sequences, List<int>? Labels, List<int> LineNumbers)
 {
+    /// <summary>Rows from which a label column with more distinct values than half the rows is refused as text.</summary>
+    public const int MinRowsForLabelCheck = 8;
+
     /// <summary>The non-empty lines of <paramref name="text"/> (blank lines are skipped).</summary>
     public static List<(int Line, string Text)> Lines(string text) =>
         text.Split('\n').Select((l, i) => (i + 1, l)).Where(l => l.l.Trim().Length > 0).ToList();
@@ -14,7 +17,10 @@ public sealed record SequenceData(List<int[]> Sequences, List<int>? Labels, List
     /// Splits <c>label&lt;TAB&gt;text</c> lines; a line without a TAB is an error naming its line.
     /// Returns the sorted label set with each line's label text and body.
     /// </summary>
-    /// <exception cref="GpuRnnException">A line has no TAB or an empty label, or there are fewer than two classes.</exception>
+    /// <exception cref="GpuRnnException">
+    /// A line has no TAB or an empty label, there are fewer than two classes, or (from <see cref="MinRowsForLabelCheck"/>
+    /// rows on) more distinct labels than half the rows: the label column then holds text (the columns are swapped).
+    /// </exception>
     public static (string[] Classes, List<(int Line, string Label, string Text)> Rows) SplitLabeled(string text, string name)
     {
         var rows = new List<(int, string, string)>();
@@ -29,6 +35,14 @@ public sealed record SequenceData(List<int[]> Sequences, List<int>? Labels, List
             rows.Add((line, label, body[(tab + 1)..]));
         }
         var classes = rows.Select(r => r.Item2).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        if (rows.Count >= MinRowsForLabelCheck && classes.Length > rows.Count / 2)
+        {
+            // As many labels as (most) rows: that column is text. Say which column looks like the label.
+            int second = rows.Select(r => r.Item3.Trim()).Distinct(StringComparer.Ordinal).Count();
+            throw new GpuRnnException(second <= rows.Count / 2
+                ? $"{name}: the first column has {classes.Length} distinct values in {rows.Count} rows and the second only {second}: the columns look swapped; labelled data is label<TAB>text, with the label first"
+                : $"{name}: the first column (the label) has {classes.Length} distinct values in {rows.Count} rows, which looks like text, not labels; labelled data is label<TAB>text");
+        }
         if (classes.Length < 2)
             throw new GpuRnnException($"{name}: labelled data needs at least 2 classes; found {classes.Length}{(classes.Length == 1 ? $" ('{classes[0]}')" : "")}");
         return (classes, rows);

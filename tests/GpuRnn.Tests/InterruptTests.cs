@@ -55,13 +55,14 @@ public sealed class InterruptTests : CliHarness
     [Test]
     public void StopBeforeTheFirstStepLeavesTheOutputUntouched()
     {
-        File.WriteAllText(P("m.safetensors"), "an earlier file");
+        Assert.That(Train("--data", Data, "--steps", "1", "--val-fraction", "0", "--out", P("m.safetensors")).Code, Is.EqualTo(ExitCodes.Ok));
+        var earlier = File.ReadAllBytes(P("m.safetensors")); // an earlier model (train refuses to overwrite anything else)
         using var stop = new CancellationTokenSource();
         stop.Cancel();
         var r = Run(stop.Token, ["train", .. Merge(Tiny, ["--data", Data, "--steps", "5", "--json", "--out", P("m.safetensors")])]);
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Interrupted), r.Err);
         Assert.That(r.Out, Does.Contain("\"event\":\"interrupted\"").And.Contain("was not touched"));
-        Assert.That(File.ReadAllText(P("m.safetensors")), Is.EqualTo("an earlier file"));
+        Assert.That(File.ReadAllBytes(P("m.safetensors")), Is.EqualTo(earlier));
     }
 
     /// <summary>
@@ -79,14 +80,15 @@ public sealed class InterruptTests : CliHarness
         for (int v = 0; v < vocab.Count; v++)
             decoder[v * 4] = 1e30f * (v + 1) / vocab.Count;
         new SafeTensorsFile(tensors, new Dictionary<string, string> { [Checkpoint.VocabKey] = System.Text.Json.JsonSerializer.Serialize(vocab.Tokens) }).Write(P("init.safetensors"));
-        File.WriteAllText(P("d.safetensors"), "the last good checkpoint");
+        File.Copy(P("init.safetensors"), P("d.safetensors")); // the last good checkpoint
+        var lastGood = File.ReadAllBytes(P("d.safetensors"));
 
         var r = Run("train", "--device", "cpu", "--init", P("init.safetensors"), "--data", Data, "--batch", "3", "--seq-len", "7", "--steps", "5",
             "--val-fraction", "0", "--optimizer", "sgd", "--lr", "0.1", "--sample-length", "0", "--out", P("d.safetensors"));
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Diverged), r.Err);
         Assert.That(r.Err, Does.Match("^gpurnn: training diverged at step 1: the gradient norm is Infinity \\(loss [0-9.E+]+\\); the last good checkpoint .*d.safetensors was kept"));
         Assert.That(r.Err.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1));
-        Assert.That(File.ReadAllText(P("d.safetensors")), Is.EqualTo("the last good checkpoint"));
+        Assert.That(File.ReadAllBytes(P("d.safetensors")), Is.EqualTo(lastGood));
     }
 
     [Test]

@@ -28,7 +28,7 @@ public sealed record TrainingState(long Step, int Epoch, int Position, int Batch
 public sealed class Checkpoint
 {
     /// <summary>Metadata keys.</summary>
-    public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train";
+    public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train", DataKey = "gpurnn.data";
 
     private Checkpoint(string source, ModelConfig config, Vocabulary vocabulary, TokenizerKind tokenizer,
         Dictionary<string, float[]> weights, TrainingState? training, Dictionary<string, float[]> slots, float[][] hidden, IReadOnlyDictionary<string, string> metadata)
@@ -77,6 +77,15 @@ public sealed class Checkpoint
     /// <summary>All metadata as stored.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
+    /// <summary>What the run was trained on (null for a file that does not say, such as a PyTorch export).</summary>
+    public DataIdentity? Data { get; private init; }
+
+    /// <summary>
+    /// Model tensors holding NaN or infinite values, with how many: always empty unless the file was loaded with
+    /// <c>allowNonFinite</c> (a load otherwise refuses such a file).
+    /// </summary>
+    public IReadOnlyDictionary<string, int> NonFinite { get; private init; } = new Dictionary<string, int>();
+
     /// <summary>Saves <paramref name="model"/> (and, when given, the trainer's full resume state) atomically.</summary>
     /// <param name="path">Target file (replaced atomically).</param>
     /// <param name="model">The model.</param>
@@ -86,8 +95,9 @@ public sealed class Checkpoint
     /// <param name="training">Where the run stands.</param>
     /// <param name="mode">The data mode, so that sample, eval and predict treat the model right.</param>
     /// <param name="labels">A classifier's class names in index order.</param>
+    /// <param name="data">What the model was trained on (recorded so that a resume can refuse other data).</param>
     public static void Save(string path, RnnModel model, Vocabulary vocabulary, TokenizerKind tokenizer, Trainer? trainer = null, TrainingState? training = null,
-        DataMode mode = DataMode.Stream, IReadOnlyList<string>? labels = null)
+        DataMode mode = DataMode.Stream, IReadOnlyList<string>? labels = null, DataIdentity? data = null)
     {
         if (model.Config.IsClassifier != (labels is not null) || (labels is not null && labels.Count != model.Config.Classes))
             throw new ArgumentException("a classifier needs exactly one label name per class, a language model none.", nameof(labels));
@@ -111,6 +121,8 @@ public sealed class Checkpoint
                 ["labels"] = labels is null ? null : new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
             }.ToJsonString(),
         };
+        if (data is not null)
+            metadata[DataKey] = data.ToJson();
         if (trainer is not null && training is not null)
         {
             var names = trainer.Optimizer.SlotNames;
@@ -155,9 +167,13 @@ public sealed class Checkpoint
         }
     }
 
-    /// <summary>Reads and checks a checkpoint; every problem is a one-line error naming the file.</summary>
+    /// <summary>
+    /// Reads and checks a checkpoint; every problem is a one-line error naming the file. Weights that are NaN or
+    /// infinite (a damaged file, or one saved from a diverged run) are refused, naming the tensor, unless
+    /// <paramref name="allowNonFinite"/> (for <c>info</c>, which reports them in <see cref="NonFinite"/>).
+    /// </summary>
     /// <exception cref="GpuRnnException">The file is missing, malformed or inconsistent.</exception>
-    public static Checkpoint Load(string path)
+    public static Checkpoint Load(string path, bool allowNonFinite = false)
     {
         var file = SafeTensorsFile.Read(path);
         GpuRnnException Bad(string why) => new($"{path}: {why}");
@@ -195,6 +211,16 @@ public sealed class Checkpoint
             if (!entry.Shape.SequenceEqual(t.Shape))
                 throw Bad($"tensor '{t.Name}' has shape {Show(entry.Shape)}; L={layers}, H={config.Hidden}, V={config.Vocab} needs {Show(t.Shape)}");
             weights[t.Name] = entry.Data;
+        }
+        var nonFinite = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var t in layout.Tensors)
+        {
+            int count = weights[t.Name].Count(v => !float.IsFinite(v));
+            if (count == 0)
+                continue;
+            if (!allowNonFinite)
+                throw Bad($"tensor '{t.Name}' holds {count} value{(count == 1 ? "" : "s")} that {(count == 1 ? "is" : "are")} not finite (NaN or infinity) of {t.Length}; the file is damaged or was saved from a diverged run");
+            nonFinite[t.Name] = count;
         }
 
         if (!file.Metadata.TryGetValue(VocabKey, out string? vocabJson))
@@ -252,7 +278,24 @@ public sealed class Checkpoint
             if (!weights.ContainsKey(t.Name) && !slots.ContainsKey(t.Name) && !(training is not null && t.Name.StartsWith("state.h_l", StringComparison.Ordinal)))
                 throw Bad($"unexpected tensor '{t.Name}' for an L={layers} Elman language model");
         }
-        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata) { Mode = mode, Labels = labels ?? [] };
+        var data = file.Metadata.TryGetValue(DataKey, out string? dataJson) ? DataIdentity.Parse(dataJson, Bad) : null;
+        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata)
+        {
+            Mode = mode, Labels = labels ?? [], Data = data, NonFinite = nonFinite,
+        };
+    }
+
+    /// <summary>True when <paramref name="path"/> is a safetensors file that GpuRnn wrote (its metadata holds a vocabulary).</summary>
+    public static bool IsCheckpointFile(string path)
+    {
+        try
+        {
+            return SafeTensorsFile.Read(path).Metadata.ContainsKey(VocabKey);
+        }
+        catch (GpuRnnException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Creates the model on <paramref name="device"/> with these weights.</summary>
