@@ -18,6 +18,12 @@ public sealed partial class DeviceKernels : IDisposable
     /// <param name="accelerator">Where the kernels run.</param>
     /// <param name="sharedTiles">Force the shared-memory GEMM tiles on (tests use it to check the GPU path on the CPU accelerator); null picks per accelerator.</param>
     public DeviceKernels(Accelerator accelerator, bool? sharedTiles = null)
+        : this(accelerator, sharedTiles, gpuGroups: false)
+    {
+    }
+
+    // gpuGroups: tiles and groups as on a GPU whatever the accelerator (see WithGpuGroups).
+    private DeviceKernels(Accelerator accelerator, bool? sharedTiles, bool gpuGroups)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         Accelerator = accelerator;
@@ -31,7 +37,7 @@ public sealed partial class DeviceKernels : IDisposable
         // (small outputs: 2×2 groups of single outputs); forced shared tiles use 2×2 threads × 4×4
         // (8×8 of C, 4-deep slices) and 4×4 threads × 1×1, so both tilings, partial register tiles
         // and several K rounds occur at test sizes.
-        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU && !gpuGroups;
         SharedTiles = sharedTiles ?? !cpu;
         if (!cpu)
         {
@@ -53,7 +59,7 @@ public sealed partial class DeviceKernels : IDisposable
         }
         if (SharedTiles && LargeTiling.SharedFloats * sizeof(float) > accelerator.MaxSharedMemoryPerGroup)
             throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {LargeTiling.SharedFloats * sizeof(float)} B.");
-        ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
+        ReduceGroup = Math.Min(gpuGroups ? CudaMaxThreadsPerGroup : accelerator.MaxNumThreadsPerGroup, 256);
         LoadGemm();
         LoadRecurrent();
         LoadEmbedding();
