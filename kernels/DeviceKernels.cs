@@ -22,7 +22,6 @@ public sealed partial class DeviceKernels : IDisposable
     {
     }
 
-    // gpuGroups: tiles and groups as on a GPU whatever the accelerator (see WithGpuGroups).
     private DeviceKernels(Accelerator accelerator, bool? sharedTiles, bool gpuGroups)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
@@ -37,7 +36,8 @@ public sealed partial class DeviceKernels : IDisposable
         // (small outputs: 2×2 groups of single outputs); forced shared tiles use 2×2 threads × 4×4
         // (8×8 of C, 4-deep slices) and 4×4 threads × 1×1, so both tilings, partial register tiles
         // and several K rounds occur at test sizes.
-        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU && !gpuGroups;
+        bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        cpu &= !gpuGroups; // WithGpuGroups: the tiles of a GPU, whatever accelerator loads the kernels
         SharedTiles = sharedTiles ?? !cpu;
         if (!cpu)
         {
@@ -59,7 +59,7 @@ public sealed partial class DeviceKernels : IDisposable
         }
         if (SharedTiles && LargeTiling.SharedFloats * sizeof(float) > accelerator.MaxSharedMemoryPerGroup)
             throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {LargeTiling.SharedFloats * sizeof(float)} B.");
-        ReduceGroup = Math.Min(gpuGroups ? CudaMaxThreadsPerGroup : accelerator.MaxNumThreadsPerGroup, 256);
+        ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
         LoadGemm();
         LoadRecurrent();
         LoadEmbedding();

@@ -15,7 +15,7 @@ namespace GpuRnn.Kernels;
 public sealed record LoadedKernel(string Launcher, MethodInfo Method, bool ExplicitlyGrouped, IReadOnlyList<KernelGroup> Groups);
 
 /// <summary>One group configuration a launcher uses.</summary>
-/// <param name="Name">Which one (<c>large tiling</c>, …).</param>
+/// <param name="Name">Which one: the <see cref="GemmTiling"/> property (<c>LargeTiling</c>, …), <c>ReduceGroup</c>, ….</param>
 /// <param name="Threads">Threads per group.</param>
 /// <param name="DynamicSharedBytes">Dynamic shared memory requested per group, in bytes.</param>
 public readonly record struct KernelGroup(string Name, int Threads, int DynamicSharedBytes);
@@ -23,14 +23,23 @@ public readonly record struct KernelGroup(string Name, int Threads, int DynamicS
 public sealed partial class DeviceKernels
 {
     /// <summary>Threads per group every CUDA device allows (compute capability 2.0 and later).</summary>
-    private const int CudaMaxThreadsPerGroup = 1024;
+    public const int CudaMaxThreadsPerGroup = 1024;
 
     /// <summary>
-    /// For the static proof only: loads every kernel on <paramref name="accelerator"/> (the CPU accelerator will
-    /// do) but chooses tiles and groups as on a GPU, so <see cref="LoadedKernels"/> lists the launch
-    /// configurations a CUDA device gets. Launching through the result is not supported.
+    /// For the static proof only: loads every kernel on <paramref name="accelerator"/> but chooses tiles as on a
+    /// GPU, so <see cref="LoadedKernels"/> lists the launch configurations a CUDA device gets. Group sizes that
+    /// follow the accelerator's limits (the reduction's) are taken from <paramref name="accelerator"/>, which
+    /// must therefore allow <see cref="CudaMaxThreadsPerGroup"/> threads per group as CUDA devices do: a
+    /// <c>CPUDevice(32, 32, 1)</c> will do. Launching through the result is not supported.
     /// </summary>
-    public static DeviceKernels WithGpuGroups(Accelerator accelerator) => new(accelerator, sharedTiles: null, gpuGroups: true);
+    /// <exception cref="ArgumentException">The accelerator allows fewer threads per group than a CUDA device.</exception>
+    public static DeviceKernels WithGpuGroups(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        if (accelerator.MaxNumThreadsPerGroup < CudaMaxThreadsPerGroup)
+            throw new ArgumentException($"{accelerator.Name} allows {accelerator.MaxNumThreadsPerGroup} threads per group; standing in for a CUDA device needs {CudaMaxThreadsPerGroup}.", nameof(accelerator));
+        return new(accelerator, sharedTiles: null, gpuGroups: true);
+    }
 
     /// <summary>
     /// Every kernel this object loaded, read off its launcher fields: a kernel added to this class is listed
@@ -74,12 +83,19 @@ public sealed partial class DeviceKernels
 
     /// <summary>
     /// The group configurations the launchers give each explicitly grouped kernel method, built as the
-    /// launchers build them. A new explicitly grouped kernel method adds its line here.
+    /// launchers build them. A new explicitly grouped kernel method adds its line here. A GEMM-shaped kernel
+    /// is listed at every <see cref="GemmTiling"/> property of this class (a new tiling is covered without
+    /// an edit), whether or not its own launcher uses each one.
     /// </summary>
     private IReadOnlyList<KernelGroup> GroupsOf(MethodInfo kernel) => kernel.Name switch
     {
-        nameof(GemmTiledKernel) => [GroupOf("large tiling", GemmConfig(LargeTiling, 1, 1)), GroupOf("small tiling", GemmConfig(SmallTiling, 1, 1))],
-        nameof(ReduceSumKernel) => [GroupOf("reduction", ReduceConfig)],
+        nameof(GemmTiledKernel) => typeof(DeviceKernels).GetProperties(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
+            .Where(p => p.PropertyType == typeof(GemmTiling))
+            .Select(p => (p.Name, Tiling: (GemmTiling)p.GetValue(this)!))
+            .DistinctBy(t => t.Tiling)
+            .Select(t => GroupOf(t.Name, GemmConfig(t.Tiling, 1, 1)))
+            .ToList(),
+        nameof(ReduceSumKernel) => [GroupOf(nameof(ReduceGroup), ReduceConfig)],
         _ => [],
     };
 

@@ -63,7 +63,7 @@ internal static class PtxCommand
 
         long start = Stopwatch.GetTimestamp();
         using var device = GpuDevice.Open("cpu");
-        var kernels = PtxProof.Discover(device.Accelerator);
+        var kernels = PtxProof.Discover(device.Accelerator.Context);
         var lines = PtxProof.Run(device.Accelerator.Context, kernels, archs, outDir, ptxas);
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
 

@@ -7,6 +7,7 @@ using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 
 namespace GpuRnn.Perf;
@@ -152,11 +153,13 @@ public static class PtxProof
     public static readonly CudaInstructionSet InstructionSet = CudaInstructionSet.ISA_78;
 
     /// <summary>
-    /// Every kernel specialisation <see cref="DeviceKernels"/> loads, with the groups its launchers use on a GPU,
-    /// read off a DeviceKernels built on <paramref name="accelerator"/> (the CPU accelerator will do).
+    /// Every kernel specialisation <see cref="DeviceKernels"/> loads, with the groups its launchers use on a GPU:
+    /// read off <see cref="DeviceKernels.WithGpuGroups"/> built in <paramref name="context"/> (the engine's) on a
+    /// CPU accelerator that allows a CUDA device's 1024 threads per group (32 warps of 32).
     /// </summary>
-    public static IReadOnlyList<ProofKernel> Discover(Accelerator accelerator)
+    public static IReadOnlyList<ProofKernel> Discover(Context context)
     {
+        using var accelerator = new CPUDevice(CudaArch.WarpSize, DeviceKernels.CudaMaxThreadsPerGroup / CudaArch.WarpSize, 1).CreateCPUAccelerator(context);
         using var kernels = DeviceKernels.WithGpuGroups(accelerator);
         return kernels.LoadedKernels()
             .GroupBy(k => k.Method)
