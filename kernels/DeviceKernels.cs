@@ -18,6 +18,11 @@ public sealed partial class DeviceKernels : IDisposable
     /// <param name="accelerator">Where the kernels run.</param>
     /// <param name="sharedTiles">Force the shared-memory GEMM tiles on (tests use it to check the GPU path on the CPU accelerator); null picks per accelerator.</param>
     public DeviceKernels(Accelerator accelerator, bool? sharedTiles = null)
+        : this(accelerator, sharedTiles, gpuGroups: false)
+    {
+    }
+
+    private DeviceKernels(Accelerator accelerator, bool? sharedTiles, bool gpuGroups)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         Accelerator = accelerator;
@@ -32,6 +37,7 @@ public sealed partial class DeviceKernels : IDisposable
         // (8×8 of C, 4-deep slices) and 4×4 threads × 1×1, so both tilings, partial register tiles
         // and several K rounds occur at test sizes.
         bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        cpu &= !gpuGroups; // WithGpuGroups: the tiles of a GPU, whatever accelerator loads the kernels
         SharedTiles = sharedTiles ?? !cpu;
         if (!cpu)
         {

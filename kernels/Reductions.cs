@@ -77,7 +77,9 @@ public sealed partial class DeviceKernels
         RequireLength(x, length, nameof(x));
         Require(slot >= 0 && slot < result.Length, $"result slot {slot} is outside a buffer of {result.Length}.");
         Count();
-        var config = new KernelConfig(1, ReduceGroup, SharedMemoryConfig.RequestDynamic<float>(ReduceGroup));
-        reduceSum(config, length, squares ? 1 : 0, x, result, slot);
+        reduceSum(ReduceConfig, length, squares ? 1 : 0, x, result, slot);
     }
+
+    /// <summary>The one group of <see cref="ReduceGroup"/> threads that runs a reduction, with a float of shared memory each.</summary>
+    private KernelConfig ReduceConfig => new(1, ReduceGroup, SharedMemoryConfig.RequestDynamic<float>(ReduceGroup));
 }

@@ -6,6 +6,11 @@ using GpuRnn;
 // Trains the language model on random token ids and reports time per step and throughput.
 // Usage: gpurnn-perf [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
 //                    [--warmup W] [--optimizer sgd|adagrad|rmsprop|adam] [--device SPEC] [--json]
+//        gpurnn-perf ptx [--out DIR] [--arch sm_70,sm_80,sm_90] [--ptxas PATH] [--format json|markdown]
+//        (the static proof of the CUDA path, no GPU needed: PtxCommand.cs)
+if (args.Length > 0 && args[0] == "ptx")
+    return GpuRnn.Perf.PtxCommand.Run(args[1..]);
+
 var options = new Dictionary<string, string>
 {
     ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
