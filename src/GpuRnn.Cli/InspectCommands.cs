@@ -29,7 +29,7 @@ internal static class InspectCommands
         cmd.SetAction(r =>
         {
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
-            var layout = new ParameterLayout(c.Config.Vocab, c.Config.Hidden, c.Config.Layers, c.Config.Outputs, c.Config.EncoderDecoder);
+            var layout = new ParameterLayout(c.Config);
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");

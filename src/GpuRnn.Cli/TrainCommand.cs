@@ -166,7 +166,7 @@ internal sealed class TrainRun
         PairMetrics? pairMetrics = null;
         double? Evaluate()
         {
-            var v = set.Validate(trainer);
+            var v = set.Validate(trainer.Inference);
             if (v is null)
                 return null;
             metrics = v.Metrics;

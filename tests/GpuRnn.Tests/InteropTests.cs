@@ -83,11 +83,11 @@ public sealed class InteropTests
         Assert.That(process.ExitCode, Is.EqualTo(0), stderr);
         var torchLogits = JsonSerializer.Deserialize<double[][]>(stdout)!;
 
-        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var predictor = new Predictor(model);
         var window = new TokenWindow(1, ids.Length) { Steps = ids.Length, ResetState = true };
         ids.CopyTo(window.Inputs, 0);
         Array.Fill(window.Targets, -1);
-        var ours = trainer.Logits(window); // [T, V]
+        var ours = predictor.Logits(window); // [T, V]
         Assert.That(torchLogits, Has.Length.EqualTo(ids.Length));
         for (int t = 0; t < ids.Length; t++)
             for (int v = 0; v < vocab.Count; v++)
@@ -105,8 +105,8 @@ public sealed class InteropTests
         int[] ids = vocab.Encode("hello world hello");
         foreach (var t in model.Layout.Tensors)
             Assert.That(other.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, t.Name);
-        using var a = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
-        using var b = new Trainer(other, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var a = new Predictor(model);
+        using var b = new Predictor(other);
         var (lossA, countA) = a.Evaluate(ids, 1, 8);
         var (lossB, countB) = b.Evaluate(ids, 1, 8);
         Assert.That(countB, Is.EqualTo(countA));

@@ -110,7 +110,7 @@ public sealed class ReliabilityTests : CliHarness
         Array.Fill(window.Labels, classes > 0 ? 1 : -1);
         trainer.ComputeGradients(window);
         if (validation)
-            trainer.Evaluate([window]);
+            trainer.Inference.Evaluate([window]);
         Assert.That(TrainingMemory.Bytes(config, 2, 3, optimizerSlots: 2, validation), Is.EqualTo(trainer.DeviceBytes));
     }
 

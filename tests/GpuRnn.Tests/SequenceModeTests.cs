@@ -119,7 +119,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         Assert.That(trainer.ReadLoss(), Is.EqualTo(loss).Within(1e-5 * loss));
         AssertGradients(trainer, model, grads);
 
-        var logits = trainer.ClassLogits(batcher.InOrder().First());
+        var logits = trainer.Inference.ClassLogits(batcher.InOrder().First());
         var expected = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[0], labels[0]).Logits;
         AssertClose(logits[..classes], expected, _ => 1e-5 + TestDevices.TanhTolerance(Device), "class logits of the first sequence");
     }
