@@ -350,6 +350,21 @@ public sealed partial class DeviceKernels
     }
 
     /// <summary>
+    /// <c>C = op(A)·op(B)</c> on <see cref="GateTiling"/> with gate stride <paramref name="hidden"/> (N ≤ 4·hidden):
+    /// the plain GEMM epilogue behind the cells' tiling, so tests can check that tiling on its own.
+    /// </summary>
+    internal void GemmGateTiled(GemmShape s, int hidden, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
+    {
+        RequireShape(s);
+        Require(hidden > 0 && s.N <= GateTiling.Micro * hidden, $"gate tiling of N={s.N} columns needs 0 < N ≤ {GateTiling.Micro}·H (H={hidden}).");
+        RequireLength(a, s.ALength, nameof(a));
+        RequireLength(b, s.BLength, nameof(b));
+        RequireLength(c, s.CLength, nameof(c));
+        Count();
+        LaunchGated(gemm, s, hidden, a, b, new GemmEpilogue(1f, 0f, 0, 0, c, c, c));
+    }
+
+    /// <summary>
     /// <c>C = op(A)·op(B) + bias1 (+ bias2)</c>, biases [N] broadcast over the M rows; pass an
     /// invalid (default) <paramref name="bias2"/> for a single bias. bias2 is added only to the columns
     /// below <paramref name="bias2Columns"/> (a GRU's hoisted input term takes b_hr and b_hz, not b_hn).
