@@ -73,24 +73,4 @@ public sealed partial class DeviceKernels
     /// <summary>Elman backward step, s = dzNext [B, H] · W_hh (K = 0 without a next step).</summary>
     private void ElmanBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz, HeldRows held) =>
         LaunchGemm(elmanBackward, s, a, wHh, new ElmanBackwardEpilogue(dH, h, dz, held));
-
-    /// <summary>
-    /// <c>h = tanh(hPrev·W_hhᵀ + x)</c>: hPrev, x, h [B, H]; W_hh [H, H]. With <paramref name="lengths"/>
-    /// [B] given, rows whose length is ≤ <paramref name="step"/> hold their state: h = hPrev.
-    /// The Elman case of <see cref="CellForward"/>, kept until every caller uses that.
-    /// </summary>
-    public void RecurrentForward(int batch, int hidden, ArrayView<float> hPrev, ArrayView<float> wHh, ArrayView<float> x, ArrayView<float> h,
-        ArrayView<int> lengths = default, int step = 0) =>
-        CellForward(CellKind.Elman, batch, hidden, hPrev, default, wHh, default, x, default, h, default, lengths, step);
-
-    /// <summary>
-    /// <c>dz = (dH + dzNext·W_hh) ⊙ (1 − h²)</c>: all [B, H] but W_hh [H, H]. With
-    /// <paramref name="hasNext"/> false (the last step of a window) the recurrent term is zero and
-    /// <paramref name="dzNext"/> is not read. With <paramref name="lengths"/> [B] given, rows whose
-    /// length is ≤ <paramref name="step"/> (held states) get dz = 0.
-    /// The Elman case of <see cref="CellBackward"/>, kept until every caller uses that.
-    /// </summary>
-    public void RecurrentBackward(int batch, int hidden, bool hasNext, ArrayView<float> dzNext, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz,
-        ArrayView<int> lengths = default, int step = 0) =>
-        CellBackward(CellKind.Elman, batch, hidden, hasNext, dzNext, wHh, dH, default, default, h, default, default, default, dz, dz, default, lengths, step);
 }

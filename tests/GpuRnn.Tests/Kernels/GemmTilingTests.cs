@@ -78,12 +78,12 @@ public sealed class GemmTilingTests
         var output = new float[batch * hidden];
         float[] Forward(GpuDevice d) => OnDevice(d, [hPrev, w, x, output], v =>
         {
-            d.Kernels.RecurrentForward(batch, hidden, v[0], v[1], v[2], v[3]);
+            d.Kernels.CellForward(CellKind.Elman, batch, hidden, v[0], default, v[1], default, v[2], default, v[3], default);
             return v[3];
         });
         float[] Backward(GpuDevice d) => OnDevice(d, [hPrev, w, x, hv, output], v =>
         {
-            d.Kernels.RecurrentBackward(batch, hidden, true, v[0], v[1], v[2], v[3], v[4]);
+            d.Kernels.CellBackward(CellKind.Elman, batch, hidden, true, v[0], v[1], v[2], default, default, v[3], default, default, default, v[4], v[4], default);
             return v[4];
         });
         Assert.That(Forward(Tiled), Is.EqualTo(Forward(Plain)).AsCollection, "forward");
