@@ -51,12 +51,13 @@ internal readonly struct GruForwardEpilogue(int hidden, ArrayView<float> hPrev, 
 /// <c>dn = dh ⊙ (1 − z)</c>, <c>dz = dh ⊙ (h' − n)</c>, direct path <c>carry = dh ⊙ z</c> into h';
 /// pre-activations <c>dA_n = dn ⊙ (1 − n²)</c> (input side), <c>dA_r = dA_n ⊙ hn ⊙ r(1 − r)</c>,
 /// <c>dA_z = dz ⊙ z(1 − z)</c>; the hh side differs only in n: <c>dAh_n = dA_n ⊙ r</c> (the gradient of
-/// W_hn h' + b_hn). Held rows get zeros everywhere.
+/// W_hn h' + b_hn). Without a carry in (hasCarry = 0: the window's last step, nothing injected) carryNext is not
+/// read. Held rows get zero pre-activation gradients and pass carryNext on as their carry (h_t = h_{t−1}).
 /// </summary>
-internal readonly struct GruBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> hPrev, ArrayView<float> saved,
+internal readonly struct GruBackwardEpilogue(int hasCarry, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> hPrev, ArrayView<float> saved,
     ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
 {
-    private readonly int hasNext = hasNext;
+    private readonly int hasCarry = hasCarry;
     private readonly ArrayView<float> dH = dH;
     private readonly ArrayView<float> carryNext = carryNext;
     private readonly ArrayView<float> hPrev = hPrev;
@@ -77,11 +78,11 @@ internal readonly struct GruBackwardEpilogue(int hasNext, ArrayView<float> dH, A
         {
             CellMath.Clear(dAx, ga, n1, 3);
             CellMath.Clear(dAh, ga, n1, 3);
-            carry[at] = 0f;
+            carry[at] = hasCarry != 0 ? carryNext[at] : 0f; // held: the identity passes the direct path on
             return;
         }
         float dh = dH[at] + dot;
-        if (hasNext != 0)
+        if (hasCarry != 0)
             dh += carryNext[at];
         float r = saved[sa], z = saved[sa + n1], n = saved[sa + 2 * n1], hn = saved[sa + 3 * n1];
         float dan = dh * (1f - z) * (1f - n * n);
@@ -114,7 +115,7 @@ public sealed partial class DeviceKernels
         LaunchGated(gruForward, s, hidden, hPrev, wHh, new GruForwardEpilogue(hidden, hPrev, bHh, x, saved, h, held));
 
     /// <summary>GRU backward step, s = dAhNext [B, 3H] · W_hh → [B, H] (K = 0 without a next step).</summary>
-    private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+    private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> hPrev, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) =>
-        LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
+        LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
 }

@@ -53,12 +53,13 @@ internal readonly struct LstmForwardEpilogue(int hidden, ArrayView<float> hPrev,
 /// <c>dc = dh ⊙ o ⊙ (1 − tanh² c) + carryNext</c>, <c>do = dh ⊙ tanh c</c>, <c>di = dc ⊙ g</c>,
 /// <c>df = dc ⊙ c'</c>, <c>dg = dc ⊙ i</c>, direct path <c>carry = dc ⊙ f</c> into c'; the pre-activation
 /// gradients multiply by σ' = σ(1 − σ) and tanh' = 1 − g². Both sides of the gates share them (dAh = dAx).
-/// Held rows get zeros.
+/// Without a carry in (hasCarry = 0) carryNext is not read. Held rows get zero pre-activation gradients and
+/// pass carryNext on as their carry (c_t = c_{t−1}).
 /// </summary>
-internal readonly struct LstmBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> cPrev, ArrayView<float> c,
+internal readonly struct LstmBackwardEpilogue(int hasCarry, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> cPrev, ArrayView<float> c,
     ArrayView<float> saved, ArrayView<float> dA, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
 {
-    private readonly int hasNext = hasNext;
+    private readonly int hasCarry = hasCarry;
     private readonly ArrayView<float> dH = dH;
     private readonly ArrayView<float> carryNext = carryNext;
     private readonly ArrayView<float> cPrev = cPrev;
@@ -78,14 +79,14 @@ internal readonly struct LstmBackwardEpilogue(int hasNext, ArrayView<float> dH, 
         if (held.Holds(i))
         {
             CellMath.Clear(dA, ga, n1, 4);
-            carry[at] = 0f;
+            carry[at] = hasCarry != 0 ? carryNext[at] : 0f; // held: the identity passes the direct path on
             return;
         }
         float dh = dH[at] + dot;
         float ig = saved[ga], fg = saved[ga + n1], gg = saved[ga + 2 * n1], og = saved[ga + 3 * n1];
         float tc = CellMath.Tanh(c[at]);
         float dc = dh * og * (1f - tc * tc);
-        if (hasNext != 0)
+        if (hasCarry != 0)
             dc += carryNext[at];
         dA[ga] = dc * gg * ig * (1f - ig);
         dA[ga + n1] = dc * cPrev[at] * fg * (1f - fg);
@@ -112,7 +113,7 @@ public sealed partial class DeviceKernels
         LaunchGated(lstmForward, s, hidden, hPrev, wHh, new LstmForwardEpilogue(hidden, hPrev, cPrev, x, saved, h, c, held));
 
     /// <summary>LSTM backward step, s = dAhNext [B, 4H] · W_hh → [B, H] (K = 0 without a next step); writes dAx only (dAh = dAx).</summary>
-    private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+    private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> cPrev, ArrayView<float> c, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> carry, HeldRows held) =>
-        LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
+        LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
 }
