@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Train GpuRnn's benchmark model the way a PyTorch user writes it, and time it.
 
-Model: nn.Embedding(V, H) -> nn.RNN(H, H, num_layers=L, nonlinearity='tanh') -> nn.Linear(H, V),
+Model: nn.Embedding(V, H) -> nn.RNN(H, H, num_layers=L, nonlinearity='tanh') (or nn.GRU / nn.LSTM with
+--cell gru|lstm, as `gpurnn-perf --cell`) -> nn.Linear(H, V),
 mean cross-entropy, Adam (lr 1e-3), clip_grad_norm_(5), truncated BPTT windows of T steps over
 random token ids batched like PyTorch's word_language_model, hidden state carried with .detach().
 Same sizes, steps and warmup as `gpurnn-perf`, so the two tokens/s numbers compare directly.
@@ -12,7 +13,7 @@ GEMM (hoisted by cuDNN out of the time loop). That is how the model is written i
 what we compare against.
 
 Usage:
-  python3 perf/compare_pytorch.py --hidden 128 --layers 1 --vocab 65 --batch 64 --seq-len 100 \
+  python3 perf/compare_pytorch.py --cell rnn --hidden 128 --layers 1 --vocab 65 --batch 64 --seq-len 100 \
       --steps 20 --warmup 3 --device cuda --tf32 off --json [--ours ours.json]
 
 Output (--json): one JSON line. With --ours FILE (a JSON line written by `gpurnn-perf --json`) the
@@ -31,6 +32,8 @@ import warnings
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn",
+                   help="nn.RNN (tanh), nn.GRU or nn.LSTM, as gpurnn-perf --cell")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--vocab", type=int, default=65)
@@ -89,7 +92,7 @@ def set_tf32(torch, on):
                 "cudnnAllowTf32": bool(cudnn.allow_tf32)}
 
 
-def cudnn_rnn_algo(torch, hidden, layers, batch, dtype_is_half=False):
+def cudnn_rnn_algo(torch, cell, hidden, layers, batch, dtype_is_half=False):
     """Which cuDNN RNN algorithm PyTorch picks for this RNN, by the rule in torch's
     aten/src/ATen/native/cudnn/RNN.cpp (get_algo, use_rnn_persist_small_h,
     use_persist_common_heuristics, use_persist_device_heuristics), for unpacked input:
@@ -97,8 +100,10 @@ def cudnn_rnn_algo(torch, hidden, layers, batch, dtype_is_half=False):
       * cuDNN >= 8.2.1, not double, compute capability major >= 6:
           RNN_TANH/RNN_RELU forward  -> CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H if H <= 384
           RNN_TANH/RNN_RELU backward -> CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H if H <= 256
+          GRU/LSTM forward           -> CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H if H <= 192
+          GRU/LSTM backward          -> CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H if H <= 128
       * otherwise, only for fp16 input: CUDNN_RNN_ALGO_PERSIST_STATIC when
-          L == 1, H <= 1024, H % 128 == 0, input size % 128 == 0, unidirectional (common), and
+          L == 1, H <= 1024, H % 128 == 0, input size % 128 == 0, unidirectional (common), never GRU, and
           (device) sm_70: batch % 16 == 0 (not 80/112) or 8, with T/batch limits; sm_8x/9x with
           >= 98 SMs and not sm_86: batch % 8 == 0, batch <= 128, (batch < 96 or H < 896)
       * else CUDNN_RNN_ALGO_STANDARD.
@@ -118,16 +123,19 @@ def cudnn_rnn_algo(torch, hidden, layers, batch, dtype_is_half=False):
     small_h_ok = cudnn_ver is not None and cudnn_ver >= 8201 and major >= 6
 
     def pick(forward):
-        limit = 384 if forward else 256
+        if cell == "rnn":
+            limit = 384 if forward else 256
+        else:
+            limit = 192 if forward else 128
         if small_h_ok and hidden <= limit:
-            return "CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H", f"fp32 tanh, H={hidden} <= {limit} (small-H rule, {'forward' if forward else 'backward'})"
-        if dtype_is_half:
+            return "CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H", f"fp32 {cell}, H={hidden} <= {limit} (small-H rule, {'forward' if forward else 'backward'})"
+        if dtype_is_half and cell != "gru":
             common = layers == 1 and hidden <= 1024 and hidden % 128 == 0
             device = major >= 8 and (sms or 0) >= 98 and minor != 6 and batch % 8 == 0 and batch <= 128 \
                 and (batch < 96 or hidden < 896)
             if common and device:
                 return "CUDNN_RNN_ALGO_PERSIST_STATIC", "fp16 persistent heuristics"
-        why = f"fp32 tanh, H={hidden} > {limit}" if small_h_ok else "small-H rule needs cuDNN >= 8.2.1 and sm >= 6.0"
+        why = f"fp32 {cell}, H={hidden} > {limit}" if small_h_ok else "small-H rule needs cuDNN >= 8.2.1 and sm >= 6.0"
         return "CUDNN_RNN_ALGO_STANDARD", why + "; PERSIST_STATIC is only chosen for fp16"
 
     info["forward"], info["forwardReason"] = pick(True)
@@ -204,10 +212,15 @@ def main(argv=None):
         def __init__(self):
             super().__init__()
             self.embed = nn.Embedding(V, H)
-            self.rnn = nn.RNN(H, H, num_layers=L, nonlinearity="tanh")
+            if a.cell == "gru":
+                self.rnn = nn.GRU(H, H, num_layers=L)
+            elif a.cell == "lstm":
+                self.rnn = nn.LSTM(H, H, num_layers=L)
+            else:
+                self.rnn = nn.RNN(H, H, num_layers=L, nonlinearity="tanh")
             self.decoder = nn.Linear(H, V)
 
-        def forward(self, x, h):          # x: [T, B] token ids; h: [L, B, H]
+        def forward(self, x, h):          # x: [T, B] token ids; h: [L, B, H] (an LSTM's: the pair (h, c))
             out, h = self.rnn(self.embed(x), h)   # out: [T, B, H]
             return self.decoder(out), h           # [T, B, V]
 
@@ -221,6 +234,8 @@ def main(argv=None):
     n = T * total + 1
     data = torch.randint(0, V, (n, B), generator=g, dtype=torch.long).to(dev)   # whole data on the device
     hidden = torch.zeros(L, B, H, device=dev)
+    if a.cell == "lstm":
+        hidden = (hidden, torch.zeros(L, B, H, device=dev))
     window = [0]
 
     def step(read_loss):
@@ -228,7 +243,7 @@ def main(argv=None):
         i = window[0] * T
         window[0] += 1
         x, y = data[i:i + T], data[i + 1:i + 1 + T]
-        hidden = hidden.detach()
+        hidden = tuple(t.detach() for t in hidden) if isinstance(hidden, tuple) else hidden.detach()
         opt.zero_grad(set_to_none=True)
         logits, hidden = model(x, hidden)
         loss = F.cross_entropy(logits.view(-1, V), y.reshape(-1))
@@ -269,7 +284,7 @@ def main(argv=None):
         "tf32": a.tf32 if a.device == "cuda" else "n/a (cpu)",
         **tf32,
         "threads": torch.get_num_threads(),
-        "hidden": H, "layers": L, "vocab": V, "batch": B, "seqLen": T,
+        "cell": a.cell, "hidden": H, "layers": L, "vocab": V, "batch": B, "seqLen": T,
         "steps": a.steps, "warmup": a.warmup, "optimizer": "adam",
         "medianMsPerStep": median,
         "minMsPerStep": times_sorted[0],
@@ -280,7 +295,7 @@ def main(argv=None):
     }
     if dev.type == "cuda":
         result["peakMemoryBytes"] = torch.cuda.max_memory_allocated()
-        algo = cudnn_rnn_algo(torch, H, L, B)
+        algo = cudnn_rnn_algo(torch, a.cell, H, L, B)
         algo["observedKernels"], algo["topKernels"] = profile_rnn_kernels(torch, step)
         result["cudnn_algo"] = algo
     else:
@@ -291,7 +306,7 @@ def main(argv=None):
         try:
             ours = read_ours(a.ours)
             result["ours"] = ours
-            keys = [("hidden", H), ("layers", L), ("vocab", V), ("batch", B), ("seqLen", T)]
+            keys = [("cell", a.cell), ("hidden", H), ("layers", L), ("vocab", V), ("batch", B), ("seqLen", T)]
             mismatch = [f"{k}: ours {ours.get(k)} vs {v}" for k, v in keys if ours.get(k) != v]
             result["oursConfigMatches"] = not mismatch
             if mismatch:
@@ -311,7 +326,7 @@ def main(argv=None):
         if ratio_line:
             print(ratio_line, file=sys.stderr)
     else:
-        print(f"pytorch {torch.__version__} {a.device} {result['deviceName']}: H={H} L={L} V={V} B={B} T={T} adam, tf32 {result['tf32']}")
+        print(f"pytorch {torch.__version__} {a.device} {result['deviceName']}: {a.cell} H={H} L={L} V={V} B={B} T={T} adam, tf32 {result['tf32']}")
         print(f"  {median:.2f} ms/step median, {times_sorted[0]:.2f} min; {result['tokensPerSecond']:.0f} tokens/s; last loss {loss:.4f}")
         if result["cudnn_algo"]:
             c = result["cudnn_algo"]

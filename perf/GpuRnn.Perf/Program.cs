@@ -2,9 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using GpuRnn;
+using GpuRnn.Checkpoints;
 
 // Trains the language model on random token ids and reports time per step and throughput.
-// Usage: gpurnn-perf [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
+// Usage: gpurnn-perf [--cell rnn|gru|lstm] [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
 //                    [--warmup W] [--optimizer sgd|adagrad|rmsprop|adam] [--device SPEC] [--json]
 //        gpurnn-perf ptx [--out DIR] [--arch sm_70,sm_80,sm_90] [--ptxas PATH] [--format json|markdown]
 //        (the static proof of the CUDA path, no GPU needed: PtxCommand.cs)
@@ -13,7 +14,7 @@ if (args.Length > 0 && args[0] == "ptx")
 
 var options = new Dictionary<string, string>
 {
-    ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
+    ["--cell"] = "rnn", ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
     ["--steps"] = "20", ["--warmup"] = "3", ["--optimizer"] = "adam", ["--device"] = "auto",
 };
 bool json = false;
@@ -36,6 +37,7 @@ try
         ? v : throw new GpuRnnException($"{name} must be an integer of at least {min} (got '{options[name]}')");
     int hidden = Int("--hidden"), layers = Int("--layers"), vocab = Int("--vocab"), batch = Int("--batch");
     int seqLen = Int("--seq-len"), steps = Int("--steps"), warmup = Int("--warmup", 0);
+    var cell = Checkpoint.ParseCell(options["--cell"]);
     var kind = options["--optimizer"] switch
     {
         "sgd" => OptimizerKind.Sgd,
@@ -46,8 +48,8 @@ try
     };
 
     using var device = GpuDevice.Open(options["--device"]);
-    var validation = Validate(device, vocab, layers);
-    using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers), seed: 1);
+    var validation = Validate(device, vocab, layers, cell);
+    using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 1);
     using var trainer = new Trainer(model, new OptimizerSettings(kind, kind == OptimizerKind.Sgd ? 0.1f : 1e-3f, ClipNorm: 5f));
     var rng = new Random(1);
     var ids = new int[batch * (seqLen * (warmup + steps) + 1)];
@@ -81,7 +83,7 @@ try
     {
         device = device.Info.Name,
         kind = device.Info.Spec,
-        hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
+        cell = Checkpoint.CellName(cell), hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
         medianMsPerStep = median,
         minMsPerStep = min,
         tokensPerSecond = batch * seqLen / (median / 1000.0),
@@ -99,7 +101,7 @@ try
     }
     else
     {
-        Console.WriteLine($"device {report.kind} {report.device}: H={hidden} L={layers} V={vocab} B={batch} T={seqLen} {report.optimizer}");
+        Console.WriteLine($"device {report.kind} {report.device}: {report.cell} H={hidden} L={layers} V={vocab} B={batch} T={seqLen} {report.optimizer}");
         Console.WriteLine($"  {median:F2} ms/step median, {min:F2} min; {report.tokensPerSecond:F0} tokens/s");
         Console.WriteLine($"  {report.launchesPerStep:F1} launches/step; {report.bytesToDevicePerStep:F0} B to device, {report.bytesToHostPerStep:F0} B to host, {report.managedBytesPerStep:F0} managed B per step");
     }
@@ -114,10 +116,10 @@ catch (GpuRnnException e)
 // Before anything is timed: the first step's loss of a small model (same V and L, H = 16, B = 3,
 // T = 7) on this device must match the double-precision reference for the same weights. The
 // tolerance allows float32 rounding, and on CUDA the tanh.approx.f32 that XMath.Tanh compiles to.
-static object Validate(GpuDevice device, int vocab, int layers)
+static object Validate(GpuDevice device, int vocab, int layers, GpuRnn.Kernels.CellKind cell)
 {
     const int h = 16, b = 3, t = 7;
-    using var model = new RnnModel(device, new ModelConfig(vocab, h, layers), seed: 7);
+    using var model = new RnnModel(device, new ModelConfig(vocab, h, layers, Cell: cell), seed: 7);
     using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
     var rng = new Random(7);
     var window = new TokenWindow(b, t) { Steps = t, ResetState = true };
@@ -133,7 +135,7 @@ static object Validate(GpuDevice device, int vocab, int layers)
     }
     trainer.ComputeGradients(window);
     float loss = trainer.ReadLoss();
-    var reference = GpuRnn.Tests.Reference.RefModel.FromFloats(vocab, h, layers, model.Layout.Tensors.ToDictionary(x => x.Name, x => model.GetTensor(x.Name)));
+    var reference = GpuRnn.Tests.Reference.RefModel.FromFloats(vocab, h, layers, model.Layout.Tensors.ToDictionary(x => x.Name, x => model.GetTensor(x.Name)), cell);
     double expected = GpuRnn.Tests.Reference.RefRnn.Loss(reference, inputs, targets);
     double tolerance = (device.Info.Kind == DeviceKind.Cuda ? 1e-3 : 1e-5) * expected;
     if (!(Math.Abs(loss - expected) <= tolerance))

@@ -32,7 +32,7 @@ public static class App
     /// </summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop)
     {
-        var root = new RootCommand("gpurnn: train and sample Elman RNN language models on the GPU (CUDA, OpenCL) or the CPU.")
+        var root = new RootCommand("gpurnn: train and use recurrent models (Elman RNN, GRU, LSTM) on the GPU (CUDA, OpenCL) or the CPU.")
         {
             TrainCommand.Create(stdout, stop),
             SampleCommand.Create(stdout),

@@ -27,7 +27,7 @@ internal static class EvalCommand
             string text = TextFile.Read(dataPath);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
-            using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+            using var predictor = new Predictor(model);
             int b = r.GetValue(batch);
             switch (c.Mode)
             {
@@ -42,7 +42,7 @@ internal static class EvalCommand
                     if (empty >= 0)
                         throw new GpuRnnException($"{dataPath}:{rows[empty].Line}: the text after the TAB is empty");
                     var labels = rows.Select(row => c.Labels.ToList().IndexOf(row.Label)).ToList();
-                    var metrics = ClassifierMetrics.Compute(trainer, new SequenceBatcher(seqs, labels, b, -1, -1, 0), c.Labels);
+                    var metrics = ClassifierMetrics.Compute(predictor, new SequenceBatcher(seqs, labels, b, -1, -1, 0), c.Labels);
                     if (r.GetValue(json))
                         stdout.WriteLine(JsonSerializer.Serialize(metrics.ToDictionary()));
                     else
@@ -55,7 +55,7 @@ internal static class EvalCommand
                     if (seqs.Count == 0)
                         throw new GpuRnnException($"{dataPath}: no non-empty lines");
                     var data = new SequenceBatcher(seqs, null, b, c.Vocabulary.IdOf(Vocabulary.Bos), c.Vocabulary.EndId, 0);
-                    Print(trainer.Evaluate(data.InOrder()));
+                    Print(predictor.Evaluate(data.InOrder()));
                     break;
                 }
                 case DataMode.Pairs:
@@ -67,7 +67,7 @@ internal static class EvalCommand
                     if (empty >= 0)
                         throw new GpuRnnException($"{dataPath}:{rows[empty].Line}: the source before the TAB is empty");
                     int bos = c.Vocabulary.IdOf(Vocabulary.Bos), eos = c.Vocabulary.EndId;
-                    var m = PairMetrics.Compute(trainer, SequenceBatcher.Pairs(sources, targets, b, bos, eos, 0), targets, bos, eos, [c.Vocabulary.IdOf(Vocabulary.Pad), bos]);
+                    var m = PairMetrics.Compute(predictor, SequenceBatcher.Pairs(sources, targets, b, bos, eos, 0), targets, bos, eos, [c.Vocabulary.IdOf(Vocabulary.Pad), bos]);
                     if (r.GetValue(json))
                         stdout.WriteLine(JsonSerializer.Serialize(new { loss = m.Loss, perplexity = Math.Exp(m.Loss), exact_match = m.ExactMatch, token_accuracy = m.TokenAccuracy, pairs = m.Pairs, tokens = m.Tokens }));
                     else
@@ -75,7 +75,7 @@ internal static class EvalCommand
                     break;
                 }
                 case DataMode.Stream:
-                    Print(trainer.Evaluate(c.Vocabulary.Encode(text, c.Tokenizer), b, r.GetValue(seqLen)));
+                    Print(predictor.Evaluate(c.Vocabulary.Encode(text, c.Tokenizer), b, r.GetValue(seqLen)));
                     break;
                 default:
                     throw new ArgumentOutOfRangeException(nameof(c.Mode), c.Mode, "unknown mode");

@@ -29,11 +29,11 @@ internal static class InspectCommands
         cmd.SetAction(r =>
         {
             var c = Checkpoint.Load(r.GetValue(checkpoint)!, allowNonFinite: true);
-            var layout = new ParameterLayout(c.Config.Vocab, c.Config.Hidden, c.Config.Layers, c.Config.Outputs, c.Config.EncoderDecoder);
+            var layout = new ParameterLayout(c.Config);
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");
-            stdout.WriteLine($"model:      Elman RNN (tanh) {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
             var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
             stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");

@@ -48,7 +48,7 @@ internal static class PredictCommand
 
     private static void Classify(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch)
     {
-        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var predictor = new Predictor(model);
         var seqs = new List<int[]>();
         foreach (string line in lines)
         {
@@ -62,7 +62,7 @@ internal static class PredictCommand
         int done = 0;
         foreach (var window in data.InOrder())
         {
-            var logits = trainer.ClassLogits(window);
+            var logits = predictor.ClassLogits(window);
             for (int b = 0; b < window.Batch && done < seqs.Count; b++, done++)
             {
                 var (best, probability, _) = ClassifierMetrics.Predict(logits.AsSpan(b * classes, classes));
@@ -73,7 +73,7 @@ internal static class PredictCommand
 
     private static void Translate(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch, int length)
     {
-        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var predictor = new Predictor(model);
         var vocab = c.Vocabulary;
         int bos = vocab.IdOf(Vocabulary.Bos), eos = vocab.EndId;
         var sources = lines.Select(l => SequenceData.EncodeLine(vocab, l, c.Tokenizer)).Select(ids => ids.Length > 0 ? ids : [eos]).ToList();
@@ -84,7 +84,7 @@ internal static class PredictCommand
         foreach (var window in data.InOrder())
         {
             int count = Math.Min(window.Batch, sources.Count - done);
-            foreach (var ids in trainer.Decode(window.Source!, count, bos, eos, length, [vocab.IdOf(Vocabulary.Pad), bos]))
+            foreach (var ids in predictor.Decode(window.Source!, count, bos, eos, length, [vocab.IdOf(Vocabulary.Pad), bos]))
                 stdout.WriteLine(vocab.Decode(ids, c.Tokenizer).Replace("\n", "\\n", StringComparison.Ordinal));
             done += count;
         }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using GpuRnn.Checkpoints;
+using GpuRnn.Kernels;
 
 namespace GpuRnn.Cli;
 
@@ -10,8 +11,9 @@ internal static class TrainCommand
     public static Command Create(TextWriter stdout, CancellationToken stop)
     {
         var data = App.Opt<string?>("--data", "UTF-8 text file to train on; without it, the embedded Tiny Shakespeare corpus.");
+        var cell = App.Opt("--cell", "Recurrent cell: rnn (Elman, tanh), gru or lstm (PyTorch's nn.RNN, nn.GRU, nn.LSTM).", "rnn");
         var hidden = App.Opt("--hidden", "Hidden units per layer H.", 128);
-        var layers = App.Opt("--layers", "Stacked RNN layers L.", 2);
+        var layers = App.Opt("--layers", "Stacked recurrent layers L.", 2);
         var batch = App.Opt("--batch", "Parallel streams B.", 32);
         var seqLen = App.Opt("--seq-len", "Truncated-BPTT window T.", 64);
         var steps = App.Opt("--steps", "Optimizer updates (one per window); 0 = use --epochs.", 0);
@@ -37,9 +39,9 @@ internal static class TrainCommand
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
-        var cmd = new Command("train", "Train an Elman RNN (language model or classifier) and save a checkpoint.")
+        var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
-            data, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
+            data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
             valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
         };
         cmd.SetAction(r =>
@@ -51,6 +53,7 @@ internal static class TrainCommand
             var run = new TrainRun
             {
                 DataPath = r.GetValue(data),
+                Cell = Checkpoint.ParseCell(r.GetValue(cell)!),
                 Hidden = r.GetValue(hidden),
                 Layers = r.GetValue(layers),
                 Batch = r.GetValue(batch),
@@ -93,6 +96,7 @@ internal static class TrainCommand
 internal sealed class TrainRun
 {
     public string? DataPath { get; init; }
+    public CellKind Cell { get; set; }
     public int Hidden { get; set; }
     public int Layers { get; set; }
     public int Batch { get; set; }
@@ -142,7 +146,7 @@ internal sealed class TrainRun
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs);
+            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
             TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
@@ -165,7 +169,7 @@ internal sealed class TrainRun
         }
         var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest));
         report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
-            $"L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
+            $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 
         TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
@@ -174,7 +178,7 @@ internal sealed class TrainRun
         PairMetrics? pairMetrics = null;
         double? Evaluate()
         {
-            var v = set.Validate(trainer);
+            var v = set.Validate(trainer.Inference);
             if (v is null)
                 return null;
             metrics = v.Metrics;
@@ -290,6 +294,7 @@ internal sealed class TrainRun
                 throw new GpuRnnException($"{flag} {mine} conflicts with {c.Source}, which has {theirs}");
             set(theirs);
         }
+        Same("--cell", Checkpoint.CellName(Cell), Checkpoint.CellName(c.Config.Cell), v => Cell = Checkpoint.ParseCell(v));
         Same("--hidden", Hidden, c.Config.Hidden, v => Hidden = v);
         Same("--layers", Layers, c.Config.Layers, v => Layers = v);
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);

@@ -9,7 +9,7 @@ namespace GpuRnn.Cli;
 /// </summary>
 internal sealed class TrainingSet
 {
-    private TrainingSet(Vocabulary vocabulary, string[]? labels, ITrainingData train, int longest, string description, Func<Trainer, Validation?> validate)
+    private TrainingSet(Vocabulary vocabulary, string[]? labels, ITrainingData train, int longest, string description, Func<Predictor, Validation?> validate)
     {
         Vocabulary = vocabulary;
         Labels = labels;
@@ -32,7 +32,7 @@ internal sealed class TrainingSet
     public string Description { get; }
 
     /// <summary>Scores the held-out data; null when there is none.</summary>
-    public Func<Trainer, Validation?> Validate { get; }
+    public Func<Predictor, Validation?> Validate { get; }
 
     /// <summary>The result of a validation pass: the loss, and a classifier's or an encoder–decoder's metrics.</summary>
     public sealed record Validation(double Loss, ClassifierMetrics? Metrics, PairMetrics? Pairs = null);

@@ -49,17 +49,17 @@ public sealed class ClassifierMetrics
 
     private static double Ratio(long a, long b) => b == 0 ? double.NaN : (double)a / b;
 
-    /// <summary>Runs <paramref name="trainer"/>'s classifier over every sequence of <paramref name="data"/> once.</summary>
-    public static ClassifierMetrics Compute(Trainer trainer, SequenceBatcher data, IReadOnlyList<string> classes)
+    /// <summary>Runs <paramref name="model"/>'s classifier over every sequence of <paramref name="data"/> once.</summary>
+    public static ClassifierMetrics Compute(Predictor model, SequenceBatcher data, IReadOnlyList<string> classes)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
         int c = classes.Count;
         var confusion = new long[c, c];
         double loss = 0;
         foreach (var window in data.InOrder())
         {
-            var logits = trainer.ClassLogits(window); // [B, C]
+            var logits = model.ClassLogits(window); // [B, C]
             for (int b = 0; b < window.Batch; b++)
             {
                 int label = window.Labels[b];

@@ -1,7 +1,3 @@
-using GpuRnn.Kernels;
-using ILGPU;
-using ILGPU.Runtime;
-
 namespace GpuRnn;
 
 /// <summary>How to pick each next token when generating.</summary>
@@ -26,34 +22,24 @@ public sealed record SamplingOptions(float Temperature = 1f, int TopK = 0, float
 
 /// <summary>
 /// One-to-many use of a trained model: feeds each sampled token back as the next input. Runs the
-/// same kernels as training, one time step at a time for one sequence, and samples on the host from
-/// the downloaded logits. Owns a small device workspace.
+/// model's stack through a <see cref="Predictor"/> one time step at a time for one sequence, and
+/// samples on the host from the downloaded logits.
 /// </summary>
 public sealed class Generator : IDisposable
 {
     private readonly RnnModel model;
-    private readonly DeviceKernels k;
-    private readonly MemoryBuffer1D<int, Stride1D.Dense> id;       // [1]
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> x;      // [1, H] input term of the current layer
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> states; // [L, 2, H]: current and next h of each layer
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> logits; // [1, V]
-    private readonly int[] current;                                 // per layer: which of its 2 slots holds h
-    private readonly float[] hostLogits;                            // [V]
+    private readonly Predictor predictor;
+    private readonly TokenWindow step = new(1, 1) { Steps = 1 }; // one token of one sequence
+    private readonly float[] hostLogits;                          // [V]
 
     /// <summary>A generator for <paramref name="model"/>.</summary>
     public Generator(RnnModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         this.model = model;
-        k = model.Device.Kernels;
-        var c = model.Config;
-        var accelerator = model.Device.Accelerator;
-        id = accelerator.Allocate1D<int>(1);
-        x = accelerator.Allocate1D<float>(c.Hidden);
-        states = accelerator.Allocate1D<float>(2L * c.Layers * c.Hidden);
-        logits = accelerator.Allocate1D<float>(c.Vocab);
-        current = new int[c.Layers];
-        hostLogits = new float[c.Vocab];
+        predictor = new Predictor(model);
+        hostLogits = new float[model.Config.Vocab];
+        step.Targets[0] = -1;
     }
 
     /// <summary>
@@ -112,14 +98,14 @@ public sealed class Generator : IDisposable
         if (length < 0)
             throw new GpuRnnException($"--length must be 0 or more (got {length})");
         var rng = new Random(options.Seed);
-        Reset();
+        step.ResetState = true; // from a zero state
         foreach (int t in prime)
             Advance(t);
         var output = new List<int>(length);
         var probs = new double[model.Config.Vocab];
         for (int n = 0; n < length; n++)
         {
-            k.Download(logits.View, hostLogits);
+            predictor.ReadLogits(hostLogits);
             int next = Pick(hostLogits, probs, options, excluded, rng);
             if (next == endId)
                 break;
@@ -145,41 +131,15 @@ public sealed class Generator : IDisposable
     private static int[] Excluded(Vocabulary vocab) =>
         new[] { vocab.IdOf(Vocabulary.Pad), vocab.IdOf(Vocabulary.Bos) }.Where(i => i >= 0).ToArray();
 
-    private void Reset()
-    {
-        k.Clear(states.View);
-        Array.Clear(current);
-    }
-
-    /// <summary>One time step for input <paramref name="token"/>: every layer's h advances and the logits are refreshed.</summary>
+    /// <summary>One time step for input <paramref name="token"/>: every layer's state advances and the logits are refreshed.</summary>
     private void Advance(int token)
     {
-        var c = model.Config;
-        int h = c.Hidden;
-        if (token < 0 || token >= c.Vocab)
-            throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {c.Vocab}");
-        Span<int> one = [token];
-        k.Upload<int>(one, id.View);
-        ArrayView<float> below = default;
-        for (int layer = 0; layer < c.Layers; layer++)
-        {
-            var bIh = model.View(model.Layout.BiasIh[layer]);
-            var bHh = model.View(model.Layout.BiasHh[layer]);
-            if (layer == 0)
-                k.EmbeddingForward(1, h, c.Vocab, id.View, model.View(model.Layout.WeightIh[0]), bIh, bHh, x.View);
-            else
-                k.GemmBias(new GemmShape(1, h, h, false, true), below, model.View(model.Layout.WeightIh[layer]), x.View, bIh, bHh);
-            var hNow = State(layer, current[layer]);
-            var hNext = State(layer, 1 - current[layer]);
-            k.RecurrentForward(1, h, hNow, model.View(model.Layout.WeightHh[layer]), x.View, hNext);
-            current[layer] = 1 - current[layer];
-            below = hNext;
-        }
-        k.GemmBias(new GemmShape(1, c.Vocab, h, false, true), below, model.View(model.Layout.DecoderWeight), logits.View, model.View(model.Layout.DecoderBias));
+        if (token < 0 || token >= model.Config.Vocab)
+            throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {model.Config.Vocab}");
+        step.Inputs[0] = token;
+        predictor.Run(step);
+        step.ResetState = false;
     }
-
-    private ArrayView<float> State(int layer, int slot) =>
-        states.View.SubView(((long)layer * 2 + slot) * model.Config.Hidden, model.Config.Hidden);
 
     /// <summary>Temperature, then top-k, then top-p, then one draw; greedy when the temperature is ≤ 0.</summary>
     internal static int Pick(ReadOnlySpan<float> logits, double[] probs, SamplingOptions o, IReadOnlyCollection<int>? excluded, Random rng)
@@ -234,12 +194,6 @@ public sealed class Generator : IDisposable
         return last; // rounding left r ≥ 0 after the last candidate
     }
 
-    /// <summary>Releases the workspace (reverse order of creation).</summary>
-    public void Dispose()
-    {
-        logits.Dispose();
-        states.Dispose();
-        x.Dispose();
-        id.Dispose();
-    }
+    /// <summary>Releases the workspace.</summary>
+    public void Dispose() => predictor.Dispose();
 }

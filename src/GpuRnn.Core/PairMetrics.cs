@@ -21,19 +21,19 @@ public sealed record PairMetrics(double Loss, long Pairs, long ExactMatches, lon
     public double TokenAccuracy => Tokens == 0 ? double.NaN : (double)TokensCorrect / Tokens;
 
     /// <summary>Greedy-decodes every pair of <paramref name="pairs"/> (file order) and compares with <paramref name="targets"/>.</summary>
-    public static PairMetrics Compute(Trainer trainer, SequenceBatcher pairs, IReadOnlyList<int[]> targets, int bos, int eos, IReadOnlyCollection<int> excluded)
+    public static PairMetrics Compute(Predictor model, SequenceBatcher pairs, IReadOnlyList<int[]> targets, int bos, int eos, IReadOnlyCollection<int> excluded)
     {
-        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(pairs);
         ArgumentNullException.ThrowIfNull(targets);
-        double loss = trainer.Evaluate(pairs.InOrder()).Loss;
+        double loss = model.Evaluate(pairs.InOrder()).Loss;
         int maxLength = 2 * targets.Max(t => t.Length) + 2;
         long exact = 0, tokens = 0, correct = 0;
         int index = 0;
         foreach (var window in pairs.InOrder())
         {
             int count = Math.Min(window.Batch, targets.Count - index);
-            var decoded = trainer.Decode(window.Source!, count, bos, eos, maxLength, excluded);
+            var decoded = model.Decode(window.Source!, count, bos, eos, maxLength, excluded);
             for (int i = 0; i < count; i++, index++)
             {
                 int[] want = [.. targets[index], eos];

@@ -1,3 +1,5 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn;
 
 /// <summary>One named tensor inside the flat parameter buffer.</summary>
@@ -7,82 +9,113 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
     public long Length => Shape.Aggregate(1L, (a, d) => a * d);
 }
 
-/// <summary>The four tensors of each layer of one stack of Elman layers, by layer.</summary>
-public sealed record RnnStack(IReadOnlyList<ParameterTensor> WeightIh, IReadOnlyList<ParameterTensor> WeightHh,
-    IReadOnlyList<ParameterTensor> BiasIh, IReadOnlyList<ParameterTensor> BiasHh);
+/// <summary>
+/// The parameter block of one layer of a cell (DESIGN.md §2): <c>weight_ih_l{k}</c> [G, V] (layer 0,
+/// one-hot input) or [G, H], <c>weight_hh_l{k}</c> [G, H], <c>bias_ih_l{k}</c> and <c>bias_hh_l{k}</c>
+/// [G], where G = g·H stacks the gates in PyTorch's row order (GRU r, z, n; LSTM i, f, g, o).
+/// </summary>
+public sealed record CellParameters(ParameterTensor WeightIh, ParameterTensor WeightHh, ParameterTensor BiasIh, ParameterTensor BiasHh);
+
+/// <summary>The parameter blocks of one stack of L layers of one cell, by layer.</summary>
+public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layers);
 
 /// <summary>
-/// Where every tensor of an L-layer Elman language model lives in the one flat parameter buffer
-/// (DESIGN.md §2), with PyTorch's <c>state_dict</c> names: per layer k <c>rnn.weight_ih_l{k}</c>,
-/// <c>rnn.weight_hh_l{k}</c>, <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c>, then
-/// <c>decoder.weight</c> and <c>decoder.bias</c> (over the vocabulary for a language model, over the
-/// classes for a classifier). An encoder–decoder has two stacks, <c>encoder.rnn.*</c> and
-/// <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>. Gradients and
-/// optimizer slots use the same offsets.
+/// Where every tensor of an L-layer model lives in the one flat parameter buffer (DESIGN.md §2), with
+/// PyTorch's <c>state_dict</c> names: per layer k <c>rnn.weight_ih_l{k}</c>, <c>rnn.weight_hh_l{k}</c>,
+/// <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c> (shaped by the cell's gates, as <c>nn.RNN</c>,
+/// <c>nn.GRU</c> or <c>nn.LSTM</c> has them), then <c>decoder.weight</c> and <c>decoder.bias</c> (over
+/// the vocabulary for a language model, over the classes for a classifier). An encoder–decoder has two
+/// stacks, <c>encoder.rnn.*</c> and <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>.
+/// Gradients and optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
 {
     private readonly Dictionary<string, ParameterTensor> byName;
 
     /// <summary>
-    /// The layout of a model with vocabulary V, hidden size H, L layers and a decoder of
-    /// <paramref name="outputs"/> rows (V when 0); with <paramref name="encoderDecoder"/>, an encoder
-    /// stack of the same sizes comes first.
+    /// The layout of a model with vocabulary V, hidden size H, L layers of <paramref name="cell"/> and a
+    /// decoder of <paramref name="outputs"/> rows (V when 0); with <paramref name="encoderDecoder"/>, an
+    /// encoder stack of the same sizes comes first.
     /// </summary>
-    public ParameterLayout(int vocab, int hidden, int layers, int outputs = 0, bool encoderDecoder = false)
+    /// <exception cref="GpuRnnException">A size is not positive, or the model has more than 2³¹ − 1 parameters.</exception>
+    public ParameterLayout(int vocab, int hidden, int layers, int outputs = 0, bool encoderDecoder = false, CellKind cell = CellKind.Elman)
+        : this(new ModelConfig(vocab, hidden, layers, outputs == 0 ? 0 : outputs, encoderDecoder, cell), outputs == 0 ? vocab : outputs)
     {
-        if (outputs == 0)
-            outputs = vocab;
+    }
+
+    /// <summary>The layout of <paramref name="config"/>.</summary>
+    /// <exception cref="GpuRnnException">A size is not positive, or the model has more than 2³¹ − 1 parameters.</exception>
+    public ParameterLayout(ModelConfig config) : this(config, config.Outputs)
+    {
+    }
+
+    private ParameterLayout(ModelConfig config, int outputs)
+    {
+        var list = Build(config, outputs, out var encoder, out var stack);
+        V = config.Vocab;
+        H = config.Hidden;
+        L = config.Layers;
+        Cell = config.Cell;
+        Outputs = outputs;
+        IsEncoderDecoder = config.EncoderDecoder;
+        Encoder = encoder;
+        Stack = stack;
+        Tensors = list;
+        DecoderWeight = list[^2];
+        DecoderBias = list[^1];
+        Count = list[^1].Offset + list[^1].Length;
+        if (Count > int.MaxValue)
+            throw new GpuRnnException($"the model has {Count} parameters; at most {int.MaxValue} are supported");
+        byName = list.ToDictionary(t => t.Name, StringComparer.Ordinal);
+    }
+
+    /// <summary>Parameters of <paramref name="config"/>, counted without the size limit (for the memory estimate of sizes that cannot be built).</summary>
+    internal static long CountOf(ModelConfig config)
+    {
+        var list = Build(config, config.Outputs, out _, out _);
+        return list[^1].Offset + list[^1].Length;
+    }
+
+    private static List<ParameterTensor> Build(ModelConfig config, int outputs, out RnnStack? encoder, out RnnStack stack)
+    {
+        int vocab = config.Vocab, hidden = config.Hidden, layers = config.Layers;
         if (vocab < 1)
             throw new GpuRnnException($"vocabulary size must be at least 1 (got {vocab})");
         if (hidden < 1)
-            throw new GpuRnnException($"--hidden must be at least 1 (got {hidden})");
+            throw new GpuRnnException($"the hidden size must be at least 1 (got {hidden})");
         if (layers < 1)
-            throw new GpuRnnException($"--layers must be at least 1 (got {layers})");
-        V = vocab;
-        H = hidden;
-        L = layers;
+            throw new GpuRnnException($"the layer count must be at least 1 (got {layers})");
+        if (outputs < 1)
+            throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
+        int rows = CellShapes.Gates(config.Cell) * hidden; // G = g·H
         var list = new List<ParameterTensor>();
         long offset = 0;
-        void Add(string name, params int[] shape)
+        ParameterTensor Add(string name, params int[] shape)
         {
             var t = new ParameterTensor(name, shape, offset);
             list.Add(t);
             offset += t.Length;
+            return t;
         }
         RnnStack AddStack(string prefix)
         {
-            int first = list.Count;
+            var blocks = new CellParameters[layers];
             for (int k = 0; k < layers; k++)
             {
-                Add($"{prefix}weight_ih_l{k}", hidden, k == 0 ? vocab : hidden);
-                Add($"{prefix}weight_hh_l{k}", hidden, hidden);
-                Add($"{prefix}bias_ih_l{k}", hidden);
-                Add($"{prefix}bias_hh_l{k}", hidden);
+                blocks[k] = new CellParameters(
+                    Add($"{prefix}weight_ih_l{k}", rows, k == 0 ? vocab : hidden),
+                    Add($"{prefix}weight_hh_l{k}", rows, hidden),
+                    Add($"{prefix}bias_ih_l{k}", rows),
+                    Add($"{prefix}bias_hh_l{k}", rows));
             }
-            ParameterTensor[] Pick(int j) => Enumerable.Range(0, layers).Select(k => list[first + 4 * k + j]).ToArray();
-            return new RnnStack(Pick(0), Pick(1), Pick(2), Pick(3));
+            return new RnnStack(config.Cell, blocks);
         }
-        if (outputs < 1)
-            throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
-        Outputs = outputs;
-        IsEncoderDecoder = encoderDecoder;
-        Encoder = encoderDecoder ? AddStack("encoder.rnn.") : null;
-        Stack = AddStack(encoderDecoder ? "decoder.rnn." : "rnn.");
-        string head = encoderDecoder ? "decoder.out." : "decoder.";
+        encoder = config.EncoderDecoder ? AddStack("encoder.rnn.") : null;
+        stack = AddStack(config.EncoderDecoder ? "decoder.rnn." : "rnn.");
+        string head = config.EncoderDecoder ? "decoder.out." : "decoder.";
         Add(head + "weight", outputs, hidden);
         Add(head + "bias", outputs);
-        Tensors = list;
-        WeightIh = Stack.WeightIh;
-        WeightHh = Stack.WeightHh;
-        BiasIh = Stack.BiasIh;
-        BiasHh = Stack.BiasHh;
-        DecoderWeight = list[^2];
-        DecoderBias = list[^1];
-        Count = offset;
-        if (Count > int.MaxValue)
-            throw new GpuRnnException($"the model has {Count} parameters; at most {int.MaxValue} are supported");
-        byName = list.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        return list;
     }
 
     /// <summary>Vocabulary size.</summary>
@@ -97,6 +130,9 @@ public sealed class ParameterLayout
     /// <summary>Number of layers.</summary>
     public int L { get; }
 
+    /// <summary>The cell of every layer.</summary>
+    public CellKind Cell { get; }
+
     /// <summary>Every tensor in buffer order.</summary>
     public IReadOnlyList<ParameterTensor> Tensors { get; }
 
@@ -109,22 +145,10 @@ public sealed class ParameterLayout
     /// <summary>The stack that feeds the output layer: <c>rnn.*</c>, or <c>decoder.rnn.*</c> of an encoder–decoder.</summary>
     public RnnStack Stack { get; }
 
-    /// <summary><c>rnn.weight_ih_l{k}</c> by layer (looked up once, so the training step builds no names).</summary>
-    public IReadOnlyList<ParameterTensor> WeightIh { get; }
-
-    /// <summary><c>rnn.weight_hh_l{k}</c> by layer.</summary>
-    public IReadOnlyList<ParameterTensor> WeightHh { get; }
-
-    /// <summary><c>rnn.bias_ih_l{k}</c> by layer.</summary>
-    public IReadOnlyList<ParameterTensor> BiasIh { get; }
-
-    /// <summary><c>rnn.bias_hh_l{k}</c> by layer.</summary>
-    public IReadOnlyList<ParameterTensor> BiasHh { get; }
-
-    /// <summary><c>decoder.weight</c>.</summary>
+    /// <summary><c>decoder.weight</c> (<c>decoder.out.weight</c> of an encoder–decoder).</summary>
     public ParameterTensor DecoderWeight { get; }
 
-    /// <summary><c>decoder.bias</c>.</summary>
+    /// <summary><c>decoder.bias</c> (<c>decoder.out.bias</c> of an encoder–decoder).</summary>
     public ParameterTensor DecoderBias { get; }
 
     /// <summary>Total number of parameters.</summary>

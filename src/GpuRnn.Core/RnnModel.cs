@@ -1,15 +1,17 @@
+using GpuRnn.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 
 namespace GpuRnn;
 
-/// <summary>Sizes of an Elman RNN model: a language model (decoder over the vocabulary at every step) or, with classes, a many-to-one classifier (decoder over the classes from each sequence's last true state).</summary>
+/// <summary>Sizes of a recurrent model: a language model (decoder over the vocabulary at every step) or, with classes, a many-to-one classifier (decoder over the classes from each sequence's last true state), or an encoder–decoder.</summary>
 /// <param name="Vocab">V, the vocabulary size (the one-hot input width).</param>
 /// <param name="Hidden">H, hidden units per layer.</param>
-/// <param name="Layers">L, stacked tanh layers.</param>
+/// <param name="Layers">L, stacked recurrent layers.</param>
 /// <param name="Classes">C, the classes of a classifier; 0 for a language model.</param>
 /// <param name="EncoderDecoder">True for an encoder–decoder: an encoder stack reads the source, its final states start the decoder stack.</param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false)
+/// <param name="Cell">The recurrent cell of every layer: Elman (tanh), GRU or LSTM, as PyTorch's.</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman)
 {
     /// <summary>True for a many-to-one classifier.</summary>
     public bool IsClassifier => Classes > 0;
@@ -19,16 +21,16 @@ public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes 
 }
 
 /// <summary>
-/// An L-layer Elman RNN (tanh) with a linear decoder over the vocabulary: the parameters in one
-/// flat device buffer with a named view per tensor (DESIGN.md §2).
-/// <c>h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)</c>, <c>ŷ_t = softmax(W_dec h_t + b_dec)</c>.
+/// The parameters of an L-layer recurrent model (Elman, GRU or LSTM cells, as <see cref="ModelConfig.Cell"/>
+/// says) with a linear decoder: one flat device buffer with a named view per tensor (DESIGN.md §2).
+/// Running it is the business of <see cref="Trainer"/>, <see cref="Predictor"/> and <see cref="Generator"/>.
 /// </summary>
 public sealed class RnnModel : IDisposable
 {
     private readonly MemoryBuffer1D<float, Stride1D.Dense> parameters; // [P]
 
     /// <summary>
-    /// Creates the model on <paramref name="device"/>, initialised like PyTorch's <c>nn.RNN</c> and
+    /// Creates the model on <paramref name="device"/>, initialised like PyTorch's <c>nn.RNN</c>, <c>nn.GRU</c> or <c>nn.LSTM</c> and
     /// <c>nn.Linear</c>: every tensor uniform(−1/√H, 1/√H), drawn from a host PRNG seeded with
     /// <paramref name="seed"/> in layout order, so a seed gives the same model on every device.
     /// </summary>
@@ -38,7 +40,7 @@ public sealed class RnnModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         Device = device;
         Config = config;
-        Layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs, config.EncoderDecoder);
+        Layout = new ParameterLayout(config);
         parameters = device.Accelerator.Allocate1D<float>(Layout.Count);
         var host = new float[Layout.Count];
         var rng = new Random(seed);

@@ -3,38 +3,25 @@ namespace GpuRnn;
 /// <summary>
 /// The device memory a training run needs, computed from its sizes before anything is allocated, so
 /// that sizes which cannot fit are a one-line error instead of an out-of-memory crash halfway
-/// through the allocations. Mirrors the buffers of <see cref="RnnModel"/>, <see cref="Trainer"/> and
-/// its activations (DESIGN.md §2, §4); counted in double so that absurd sizes cannot overflow.
+/// through the allocations. The workspaces are measured by running their own constructors over a
+/// counting <see cref="DeviceBuffers"/> (DESIGN.md §4), so the estimate cannot drift from them.
 /// </summary>
 public static class TrainingMemory
 {
-    /// <summary>Bytes of parameters [P], gradients [P], optimizer slots [P] each, and one or two sets of activations for (B, T).</summary>
-    /// <param name="config">The model sizes V, H, L.</param>
+    /// <summary>Bytes of parameters [P], gradients [P], optimizer slots [P] each, the training workspace for (B, T) and, with validation, the inference workspace.</summary>
+    /// <param name="config">The model sizes V, H, L, the cell and the kind of model.</param>
     /// <param name="batch">B.</param>
     /// <param name="seqLen">T.</param>
     /// <param name="optimizerSlots">Optimizer state buffers as large as the parameters (Adam: 2).</param>
-    /// <param name="validation">Whether evaluation windows get activations of their own (a second set).</param>
-    /// <param name="sourceLen">An encoder–decoder's longest source (its encoder's activations).</param>
+    /// <param name="validation">Whether evaluation windows run (a workspace of their own, without gradients).</param>
+    /// <param name="sourceLen">An encoder–decoder's longest source (its encoder's window).</param>
     public static double Bytes(ModelConfig config, int batch, int seqLen, int optimizerSlots, bool validation, int sourceLen = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
-        double v = config.Vocab, o = config.Outputs /* decoder rows: V, or C for a classifier */, h = config.Hidden, l = config.Layers, b = batch;
-        double stacks = config.EncoderDecoder ? 2 : 1;
-        double parameters = stacks * (h * v + (2 * l - 1) * h * h + 2 * l * h) + o * h + o; // per stack W_ih l0 [H, V], W_ih above [H, H], W_hh [H, H], biases; output [O, H] + [O]
-        double Activations(double t, bool encoder)
-        {
-            double p = b * t; // positions of one window
-            return sizeof(int) * (3 * p + v + 1 + 3 * b)  // ids, targets, token positions [T·B]; token offsets [V + 1]; last rows, labels, lengths [B]
-                + sizeof(float) * (3 * p * h               // X, dH, dZ [T, B, H]
-                    + l * (t + 1) * b * h                  // hidden states [L][T + 1, B, H]
-                    + (encoder ? 1 : (config.IsClassifier ? b : p) * o) // logits / dlogits: [T, B, V], [B, C] for a classifier, none for an encoder
-                    + 2 * b * h                            // last true state and its gradient [B, H]
-                    + l * b * h                            // gradient w.r.t. each layer's h_0 [L, B, H]
-                    + p + 2);                              // per-row loss, scalars
-        }
-        // Training and (with validation) evaluation windows each have a set; an encoder adds one for the source.
-        double activations = Activations(seqLen, false) * (validation ? 2 : 1) + (config.EncoderDecoder ? Activations(sourceLen, true) : 0);
-        return sizeof(float) * parameters * (2 + optimizerSlots) + activations;
+        double parameters = ParameterLayout.CountOf(config);
+        double workspaces = Network.Measure(config, batch, seqLen, sourceLen, training: true)
+            + (validation ? Network.Measure(config, batch, seqLen, sourceLen, training: false) : 0);
+        return sizeof(float) * parameters * (2 + optimizerSlots) + workspaces;
     }
 
     /// <summary>
@@ -47,8 +34,9 @@ public static class TrainingMemory
     {
         ArgumentNullException.ThrowIfNull(config);
         long positions = (long)batch * seqLen;
-        long widest = positions * Math.Max(config.Hidden, config.Outputs);
-        if (positions > 4_194_240 || widest > int.MaxValue || (long)config.Hidden * config.Vocab > int.MaxValue)
+        long gates = (long)Kernels.CellShapes.Gates(config.Cell) * config.Hidden; // G: columns of the pre-activations
+        long widest = positions * Math.Max(gates, config.Outputs);
+        if (positions > 4_194_240 || widest > int.MaxValue || gates * config.Vocab > int.MaxValue)
             throw new GpuRnnException($"B={batch} T={seqLen} H={config.Hidden} V={config.Vocab}: a window of {positions} positions needs buffers of {widest} elements; " +
                 "the kernels index at most 2^31 - 1 elements and 4,194,240 positions; lower --batch, --seq-len, --hidden or the vocabulary");
     }

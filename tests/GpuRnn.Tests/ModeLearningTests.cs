@@ -37,7 +37,7 @@ public sealed class ModeLearningTests
         var data = new SequenceBatcher(train, null, 32, bos, eos, seed: 1);
         for (int i = 0; i < 200; i++)
             trainer.Step(data.Next(), readLoss: false);
-        var (loss, tokens) = trainer.Evaluate(new SequenceBatcher(val, null, 32, bos, eos, seed: 1).InOrder());
+        var (loss, tokens) = trainer.Inference.Evaluate(new SequenceBatcher(val, null, 32, bos, eos, seed: 1).InOrder());
         TestContext.Out.WriteLine($"unigram perplexity {Math.Exp(unigram):F2}, validation perplexity {Math.Exp(loss):F2} over {tokens} tokens");
         Assert.That(tokens, Is.EqualTo(valTokens));
         Assert.That(Math.Exp(loss), Is.LessThan(0.75 * Math.Exp(unigram)), "well below the unigram baseline");
@@ -80,7 +80,7 @@ public sealed class ModeLearningTests
         var data = new SequenceBatcher(train.Select(e => e.Seq).ToList(), train.Select(e => e.Label).ToList(), 32, -1, -1, seed: 3);
         for (int i = 0; i < 250; i++)
             trainer.Step(data.Next(), readLoss: false);
-        var metrics = ClassifierMetrics.Compute(trainer, new SequenceBatcher(val.Select(e => e.Seq).ToList(), val.Select(e => e.Label).ToList(), 64, -1, -1, 0), ["b-first", "a-first"]);
+        var metrics = ClassifierMetrics.Compute(trainer.Inference, new SequenceBatcher(val.Select(e => e.Seq).ToList(), val.Select(e => e.Label).ToList(), 64, -1, -1, 0), ["b-first", "a-first"]);
         TestContext.Out.WriteLine(metrics.Report());
         Assert.That(metrics.Count, Is.EqualTo(400));
         Assert.That(metrics.Accuracy, Is.GreaterThanOrEqualTo(0.95));
@@ -110,7 +110,7 @@ public sealed class ModeLearningTests
         foreach (var window in check.InOrder())
         {
             int count = Math.Min(64, val.Count - index);
-            var decoded = trainer.Decode(window.Source!, count, bos: 2, eos: 3, maxLength: 10, excluded: [0, 1, 2]);
+            var decoded = trainer.Inference.Decode(window.Source!, count, bos: 2, eos: 3, maxLength: 10, excluded: [0, 1, 2]);
             for (int i = 0; i < count; i++, index++)
                 exact += decoded[i].SequenceEqual(val[index].Reverse()) ? 1 : 0;
         }
@@ -147,11 +147,11 @@ public sealed class ModeLearningTests
     {
         // A hand-checkable confusion matrix through the public report.
         using var model = new RnnModel(Device, new ModelConfig(3, 2, 1, Classes: 2), seed: 1);
-        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 1f));
+        using var predictor = new Predictor(model);
         model.SetTensor("decoder.weight", new float[4]);
         model.SetTensor("decoder.bias", [0f, 1f]); // always predicts class 1
         var seqs = new List<int[]> { new[] { 1 }, new[] { 2 }, new[] { 0, 1 }, new[] { 2 } };
-        var m = ClassifierMetrics.Compute(trainer, new SequenceBatcher(seqs, [0, 1, 1, 1], 3, -1, -1, 0), ["x", "y"]);
+        var m = ClassifierMetrics.Compute(predictor, new SequenceBatcher(seqs, [0, 1, 1, 1], 3, -1, -1, 0), ["x", "y"]);
         Assert.That(m.Accuracy, Is.EqualTo(0.75));
         Assert.That(m.Precision(1), Is.EqualTo(0.75));
         Assert.That(m.Recall(1), Is.EqualTo(1.0));

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using GpuRnn.Kernels;
 
 namespace GpuRnn.Checkpoints;
 
@@ -21,9 +22,10 @@ public sealed record TrainingState(long Step, int Epoch, int Position, int Batch
 /// <summary>
 /// A model on disk (DESIGN.md §7): safetensors with PyTorch <c>state_dict</c> names, the vocabulary,
 /// tokenizer and config in the metadata, and, for resuming, the optimizer state as
-/// <c>optim.&lt;param&gt;.&lt;slot&gt;</c> tensors, the carried hidden state as <c>state.h_l{k}</c>
-/// [B, H] and the position in <c>gpurnn.train</c>. A file with only the model tensors and
-/// <c>gpurnn.vocab</c> (how a PyTorch model comes in) is valid: sizes are read off the tensors.
+/// <c>optim.&lt;param&gt;.&lt;slot&gt;</c> tensors, the carried state as <c>state.h_l{k}</c> [B, H]
+/// (and an LSTM's <c>state.c_l{k}</c>) and the position in <c>gpurnn.train</c>. A file with only the
+/// model tensors and <c>gpurnn.vocab</c> (how a PyTorch model comes in) is valid: sizes, and the cell
+/// (rows of <c>weight_hh_l0</c> ÷ its columns: 1, 3 or 4), are read off the tensors.
 /// </summary>
 public sealed class Checkpoint
 {
@@ -31,7 +33,7 @@ public sealed class Checkpoint
     public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train", DataKey = "gpurnn.data";
 
     private Checkpoint(string source, ModelConfig config, Vocabulary vocabulary, TokenizerKind tokenizer,
-        Dictionary<string, float[]> weights, TrainingState? training, Dictionary<string, float[]> slots, float[][] hidden, IReadOnlyDictionary<string, string> metadata)
+        Dictionary<string, float[]> weights, TrainingState? training, Dictionary<string, float[]> slots, float[][] hidden, float[][] cells, IReadOnlyDictionary<string, string> metadata)
     {
         Source = source;
         Config = config;
@@ -41,6 +43,7 @@ public sealed class Checkpoint
         Training = training;
         OptimizerSlots = slots;
         HiddenState = hidden;
+        CellState = cells;
         Metadata = metadata;
     }
 
@@ -67,6 +70,9 @@ public sealed class Checkpoint
 
     /// <summary>Carried hidden state per layer [B·H] (empty for a weights-only file).</summary>
     public IReadOnlyList<float[]> HiddenState { get; }
+
+    /// <summary>An LSTM's carried cell state per layer [B·H] (empty for a weights-only file and for other cells).</summary>
+    public IReadOnlyList<float[]> CellState { get; }
 
     /// <summary>How the model was trained: stream, lines or labelled data (stream when the file does not say).</summary>
     public DataMode Mode { get; private init; }
@@ -113,7 +119,7 @@ public sealed class Checkpoint
             {
                 ["task"] = c.IsClassifier ? "classifier" : c.EncoderDecoder ? "seq2seq" : "lm",
                 ["mode"] = ModeName(mode),
-                ["cell"] = "rnn_tanh",
+                ["cell"] = CellName(c.Cell),
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
@@ -136,6 +142,11 @@ public sealed class Checkpoint
             {
                 var h = trainer.GetState(layer) ?? new float[training.Batch * c.Hidden];
                 tensors.Add(new TensorEntry($"state.h_l{layer}", [training.Batch, c.Hidden], h));
+            }
+            if (CellShapes.HasCellState(c.Cell))
+            {
+                for (int layer = 0; layer < c.Layers; layer++)
+                    tensors.Add(new TensorEntry($"state.c_l{layer}", [training.Batch, c.Hidden], trainer.GetCellState(layer) ?? new float[training.Batch * c.Hidden]));
             }
             metadata[TrainKey] = JsonSerializer.Serialize(new TrainJson(training.Step, training.Epoch, training.Position, training.Batch, training.SeqLen,
                 training.ValFraction, OptimizerName(training.Optimizer.Kind), training.Optimizer.LearningRate, training.Optimizer.Momentum,
@@ -190,7 +201,15 @@ public sealed class Checkpoint
         int layers = 0;
         while (shapes.ContainsKey($"{stack}weight_hh_l{layers}"))
             layers++;
-        var (mode, labels) = ParseConfig(file.Metadata, Bad);
+        var (mode, labels, configCell) = ParseConfig(file.Metadata, Bad);
+        // The cell from the shapes: weight_hh_l{k} is [g·H, H] with g = 1 (nn.RNN), 3 (nn.GRU) or 4 (nn.LSTM).
+        int hidden = hh[1];
+        int gates = hidden > 0 && hh[0] % hidden == 0 ? hh[0] / hidden : 0;
+        if (gates is not (1 or 3 or 4))
+            throw Bad($"{stack}weight_hh_l0 has shape {Show(hh)}: a layer of H = {hidden} needs {hidden}, {3 * hidden} or {4 * hidden} rows (nn.RNN, nn.GRU or nn.LSTM)");
+        var cell = (CellKind)gates;
+        if (configCell is not null && configCell != cell)
+            throw Bad($"'{ConfigKey}' says cell {CellName(configCell.Value)} but {stack}weight_hh_l0 {Show(hh)} has the shape of {CellTitle(cell)}");
         if (encoderDecoder && !file.Metadata.ContainsKey(ConfigKey))
             mode = DataMode.Pairs; // a bare PyTorch export: the tensor names say what it is
         if (labels is not null && (labels.Length != dec[0] || encoderDecoder))
@@ -199,17 +218,17 @@ public sealed class Checkpoint
             throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
         if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
-        var config = new ModelConfig(ih[1], hh[0], layers, labels?.Length ?? 0, encoderDecoder);
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
-        var layout = new ParameterLayout(config.Vocab, config.Hidden, config.Layers, config.Outputs, encoderDecoder);
+        var layout = new ParameterLayout(config);
 
         var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
         foreach (var t in layout.Tensors)
         {
-            var entry = file.Find(t.Name) ?? throw Bad($"tensor '{t.Name}' is missing for L={layers}, H={config.Hidden}, V={config.Vocab}");
+            var entry = file.Find(t.Name) ?? throw Bad($"tensor '{t.Name}' is missing for {CellName(cell)} L={layers}, H={config.Hidden}, V={config.Vocab}");
             if (!entry.Shape.SequenceEqual(t.Shape))
-                throw Bad($"tensor '{t.Name}' has shape {Show(entry.Shape)}; L={layers}, H={config.Hidden}, V={config.Vocab} needs {Show(t.Shape)}");
+                throw Bad($"tensor '{t.Name}' has shape {Show(entry.Shape)}; {CellName(cell)} L={layers}, H={config.Hidden}, V={config.Vocab} needs {Show(t.Shape)}");
             weights[t.Name] = entry.Data;
         }
         var nonFinite = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -249,7 +268,9 @@ public sealed class Checkpoint
 
         TrainingState? training = null;
         var slots = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        var hidden = new List<float[]>();
+        var states = new List<float[]>();
+        var cells = new List<float[]>();
+        var stateNames = new HashSet<string>(StringComparer.Ordinal);
         if (file.Metadata.TryGetValue(TrainKey, out string? trainJson))
         {
             training = ParseTraining(trainJson, Bad);
@@ -264,22 +285,29 @@ public sealed class Checkpoint
                     slots[name] = entry.Data;
                 }
             }
-            for (int layer = 0; layer < layers; layer++)
+            float[] State(string name)
             {
-                string name = $"state.h_l{layer}";
                 var entry = file.Find(name) ?? throw Bad($"resume state: tensor '{name}' is missing");
                 if (!entry.Shape.SequenceEqual(new[] { training.Batch, config.Hidden }))
                     throw Bad($"resume state: tensor '{name}' has shape {Show(entry.Shape)}, expected [{training.Batch}, {config.Hidden}]");
-                hidden.Add(entry.Data);
+                stateNames.Add(name);
+                return entry.Data;
+            }
+            for (int layer = 0; layer < layers; layer++)
+                states.Add(State($"state.h_l{layer}"));
+            if (CellShapes.HasCellState(cell))
+            {
+                for (int layer = 0; layer < layers; layer++)
+                    cells.Add(State($"state.c_l{layer}"));
             }
         }
         foreach (var t in file.Tensors)
         {
-            if (!weights.ContainsKey(t.Name) && !slots.ContainsKey(t.Name) && !(training is not null && t.Name.StartsWith("state.h_l", StringComparison.Ordinal)))
-                throw Bad($"unexpected tensor '{t.Name}' for an L={layers} Elman language model");
+            if (!weights.ContainsKey(t.Name) && !slots.ContainsKey(t.Name) && !stateNames.Contains(t.Name))
+                throw Bad($"unexpected tensor '{t.Name}' for an L={layers} {CellName(cell)} model");
         }
         var data = file.Metadata.TryGetValue(DataKey, out string? dataJson) ? DataIdentity.Parse(dataJson, Bad) : null;
-        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, hidden.ToArray(), file.Metadata)
+        return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, states.ToArray(), cells.ToArray(), file.Metadata)
         {
             Mode = mode, Labels = labels ?? [], Data = data, NonFinite = nonFinite,
         };
@@ -325,7 +353,7 @@ public sealed class Checkpoint
         }
         trainer.StepCount = t.Step;
         if (Mode == DataMode.Stream)
-            trainer.SetState(t.Batch, t.SeqLen, HiddenState); // sequence modes start every batch from zero (or the encoder)
+            trainer.SetState(t.Batch, t.SeqLen, HiddenState, CellShapes.HasCellState(Config.Cell) ? CellState : null); // sequence modes start every batch from zero (or the encoder)
     }
 
     /// <summary>The command-line name of an optimizer.</summary>
@@ -349,6 +377,34 @@ public sealed class Checkpoint
         _ => throw new GpuRnnException($"--optimizer {name}: use sgd, adam, adagrad or rmsprop"),
     };
 
+    /// <summary>The name of a cell in <c>gpurnn.config</c> and on the command line: <c>rnn</c>, <c>gru</c> or <c>lstm</c>.</summary>
+    public static string CellName(CellKind cell) => cell switch
+    {
+        CellKind.Elman => "rnn",
+        CellKind.Gru => "gru",
+        CellKind.Lstm => "lstm",
+        _ => throw new ArgumentOutOfRangeException(nameof(cell), cell, "unknown cell"),
+    };
+
+    /// <summary>The cell of a name; <c>rnn_tanh</c> is what earlier checkpoints wrote for the Elman cell.</summary>
+    /// <exception cref="GpuRnnException">Unknown name.</exception>
+    public static CellKind ParseCell(string name) => name switch
+    {
+        "rnn" or "rnn_tanh" => CellKind.Elman,
+        "gru" => CellKind.Gru,
+        "lstm" => CellKind.Lstm,
+        _ => throw new GpuRnnException($"--cell {name}: use rnn, gru or lstm"),
+    };
+
+    /// <summary>How a cell reads in prose: "Elman RNN (tanh)", "GRU", "LSTM".</summary>
+    public static string CellTitle(CellKind cell) => cell switch
+    {
+        CellKind.Elman => "Elman RNN (tanh)",
+        CellKind.Gru => "GRU",
+        CellKind.Lstm => "LSTM",
+        _ => throw new ArgumentOutOfRangeException(nameof(cell), cell, "unknown cell"),
+    };
+
     /// <summary>The command-line name of a data mode.</summary>
     public static string ModeName(DataMode mode) => mode switch
     {
@@ -370,11 +426,11 @@ public sealed class Checkpoint
         _ => throw new GpuRnnException($"--mode {name}: use stream, lines, labeled or pairs"),
     };
 
-    /// <summary>Mode and labels from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is).</summary>
-    private static (DataMode Mode, string[]? Labels) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
+    /// <summary>Mode, labels and cell from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, and the cell of the shapes).</summary>
+    private static (DataMode Mode, string[]? Labels, CellKind? Cell) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
     {
         if (!metadata.TryGetValue(ConfigKey, out string? json))
-            return (DataMode.Stream, null);
+            return (DataMode.Stream, null, null);
         try
         {
             var node = JsonNode.Parse(json) as JsonObject ?? throw new JsonException("not an object");
@@ -382,7 +438,8 @@ public sealed class Checkpoint
             string[]? labels = node["labels"] is JsonArray a ? a.Select(x => x?.GetValue<string>() ?? throw new JsonException("null label")).ToArray() : null;
             if (labels is not null && (labels.Length < 2 || labels.Distinct(StringComparer.Ordinal).Count() != labels.Length))
                 throw new JsonException("labels must be at least 2 distinct names");
-            return (mode, labels);
+            CellKind? cell = node["cell"] is JsonValue c ? ParseCell(c.GetValue<string>()) : null;
+            return (mode, labels, cell);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or GpuRnnException)
         {
