@@ -11,12 +11,15 @@
 #   GPURNN_BENCH_DEVICE=cpu bash perf/gpu-bench.sh /tmp/bench-cpu
 #
 # Knobs (environment): GPURNN_BENCH_DEVICE (cuda|cpu), GPURNN_BENCH_HIDDENS ("128 256 512 1024"),
+# GPURNN_BENCH_CELLS ("rnn gru lstm"), GPURNN_BENCH_RECURRENCES ("per-step fused"; "default" passes no flag),
+# GPURNN_BENCH_TEST_FILTER (default: every fixture on the device), GPURNN_BENCH_TEST_TIMEOUT_S (200),
 # GPURNN_BENCH_BATCH (64), GPURNN_BENCH_SEQ_LEN (100), GPURNN_BENCH_VOCAB (65), GPURNN_BENCH_LAYERS (1),
 # GPURNN_BENCH_STEPS (20), GPURNN_BENCH_WARMUP (3), GPURNN_BENCH_BUDGET_S (450: the whole script stays under
 # 8 minutes), GPURNN_BENCH_CMD_TIMEOUT_S (150), GPURNN_ARCHIVE (.gpu/perf.tar.xz), GPURNN_UNPACK_DIR
 # (/tmp/gpurnn), PYTHON (python3). The CPU mode's defaults are tiny (H 16 32, B 4, T 8, 3 steps).
 #
-# OUTDIR gets: env.json, nvidia-smi.txt, probe.json, ours_H.json, torch_H_tf32off.json, torch_H_tf32on.json
+# OUTDIR gets: env.json, nvidia-smi.txt, probe.json, tests.log, tests.json, ours_CELL_RECURRENCE_H.json,
+# torch_CELL_H_tf32off.json, torch_CELL_H_tf32on.json
 # (each the tool's JSON line, or {"error": ...} when it failed or was skipped), *.err (stderr of each run),
 # summary.json and summary.md (a table of all of it), bench.log.
 set -uo pipefail
@@ -36,6 +39,8 @@ case "$DEVICE" in
     *) echo "gpu-bench: GPURNN_BENCH_DEVICE must be cuda or cpu (got '$DEVICE')" >&2; exit 2 ;;
 esac
 HIDDENS=${GPURNN_BENCH_HIDDENS:-$d_h}
+CELLS=${GPURNN_BENCH_CELLS:-rnn gru lstm}
+RECURRENCES=${GPURNN_BENCH_RECURRENCES:-per-step fused}   # "default": pass no --recurrence flag
 B=${GPURNN_BENCH_BATCH:-$d_b}
 T=${GPURNN_BENCH_SEQ_LEN:-$d_t}
 V=${GPURNN_BENCH_VOCAB:-65}
@@ -250,32 +255,41 @@ for f in failed:
 json.dump({"rc": int(rc), "filter": flt, "counts": counts, "failed": failed}, open(out, "w"), indent=1)
 PYEOF
 
-# --- the sweep ---
+# --- the sweep: every cell, both recurrence paths, against PyTorch's nn.RNN/nn.GRU/nn.LSTM ---
 prev_ours=20
 prev_torch=20
 tf32s=(off on)            # on the CPU the flag is a no-op; both still run, to prove the flow
-for H in $HIDDENS; do
-    shape=(--hidden "$H" --layers "$L" --vocab "$V" --batch "$B" --seq-len "$T" --steps "$STEPS" --warmup "$WARMUP")
-    if (( probe_rc == 0 )); then
-        t0=$SECONDS
-        run_json "ours_$H" $(( prev_ours * 2 )) "$CMD_CAP" "$OURS" "${shape[@]}" --optimizer adam --device "$DEVICE" --json
-        (( LAST_RC >= 0 )) && prev_ours=$(( SECONDS - t0 > 10 ? SECONDS - t0 : 10 ))
-    else
-        : > "$OUT/ours_$H.err"
-        error_json "$OUT/ours_$H.json" -1 "not run: ILGPU could not open $DEVICE (see probe.json)" "$OURS" "${shape[@]}"
-    fi
-    for tf in "${tf32s[@]}"; do
-        t0=$SECONDS
-        run_json "torch_${H}_tf32$tf" $(( prev_torch * 2 )) "$CMD_CAP" "$PY" "$COMPARE" "${shape[@]}" \
-            --device "$DEVICE" --tf32 "$tf" --json --ours "$OUT/ours_$H.json"
-        (( LAST_RC >= 0 )) && prev_torch=$(( SECONDS - t0 > 10 ? SECONDS - t0 : 10 ))
+for CELL in $CELLS; do
+    for H in $HIDDENS; do
+        shape=(--cell "$CELL" --hidden "$H" --layers "$L" --vocab "$V" --batch "$B" --seq-len "$T" --steps "$STEPS" --warmup "$WARMUP")
+        first=""
+        for REC in $RECURRENCES; do
+            name="ours_${CELL}_${REC}_$H"
+            first=${first:-$name}
+            rec_flag=()
+            [[ "$REC" != default ]] && rec_flag=(--recurrence "$REC")
+            if (( probe_rc == 0 )); then
+                t0=$SECONDS
+                run_json "$name" $(( prev_ours * 2 )) "$CMD_CAP" "$OURS" "${shape[@]}" "${rec_flag[@]}" --optimizer adam --device "$DEVICE" --json
+                (( LAST_RC >= 0 )) && prev_ours=$(( SECONDS - t0 > 10 ? SECONDS - t0 : 10 ))
+            else
+                : > "$OUT/$name.err"
+                error_json "$OUT/$name.json" -1 "not run: ILGPU could not open $DEVICE (see probe.json)" "$OURS" "${shape[@]}"
+            fi
+        done
+        for tf in "${tf32s[@]}"; do
+            t0=$SECONDS
+            run_json "torch_${CELL}_${H}_tf32$tf" $(( prev_torch * 2 )) "$CMD_CAP" "$PY" "$COMPARE" "${shape[@]}" \
+                --device "$DEVICE" --tf32 "$tf" --json --ours "$OUT/$first.json"
+            (( LAST_RC >= 0 )) && prev_torch=$(( SECONDS - t0 > 10 ? SECONDS - t0 : 10 ))
+        done
     done
 done
 
 # --- summary ---
-"$PY" - "$OUT" "$HIDDENS" <<'EOF' | tee -a "$LOG"
+"$PY" - "$OUT" "$HIDDENS" "$CELLS" "$RECURRENCES" <<'EOF' | tee -a "$LOG"
 import json, os, sys
-d, hiddens = sys.argv[1], sys.argv[2].split()
+d, hiddens, cells, recs = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
 
 def load(name):
     p = os.path.join(d, name + ".json")
@@ -283,7 +297,7 @@ def load(name):
         return {"error": "missing"}
     text = open(p, encoding="utf-8", errors="replace").read()
     try:
-        return json.loads(text)                 # env.json, probe.json: one indented object
+        return json.loads(text)                 # env.json, probe.json, tests.json: one indented object
     except Exception:
         pass
     lines = [l for l in text.splitlines() if l.strip()]
@@ -295,41 +309,51 @@ def load(name):
 def fmt(x, f="{:.0f}"):
     return "-" if x is None else f.format(x)
 
+def ratio(a, b):
+    return a / b if a and b else None
+
 rows = []
-for h in hiddens:
-    o, off, on = load(f"ours_{h}"), load(f"torch_{h}_tf32off"), load(f"torch_{h}_tf32on")
-    algo = off.get("cudnn_algo") or on.get("cudnn_algo") or {}
-    rows.append({
-        "hidden": int(h),
-        "oursDevice": o.get("device"), "oursMsPerStep": o.get("medianMsPerStep"),
-        "oursTokensPerSecond": o.get("tokensPerSecond"), "oursLaunchesPerStep": o.get("launchesPerStep"),
-        "oursError": o.get("error"),
-        "torchDevice": off.get("deviceName") or on.get("deviceName"),
-        "torchTf32OffMsPerStep": off.get("medianMsPerStep"), "torchTf32OffTokensPerSecond": off.get("tokensPerSecond"),
-        "torchTf32OnMsPerStep": on.get("medianMsPerStep"), "torchTf32OnTokensPerSecond": on.get("tokensPerSecond"),
-        "ratioVsTf32Off": off.get("ratioOursOverPytorch"), "ratioVsTf32On": on.get("ratioOursOverPytorch"),
-        "cudnnForward": algo.get("forward"), "cudnnBackward": algo.get("backward"),
-        "torchErrors": [x.get("error") for x in (off, on) if x.get("error")] or None,
-    })
-env = load("env")
-probe = load("probe")
-json.dump({"env": env, "probe": probe, "rows": rows}, open(os.path.join(d, "summary.json"), "w"), indent=1)
-md = ["| H | ours ms/step | ours tok/s | launches/step | torch ms (tf32 off) | torch tok/s (off) | torch tok/s (on) | ours/torch (off) | ours/torch (on) | cuDNN fwd / bwd |",
-      "|---|---|---|---|---|---|---|---|---|---|"]
+for cell in cells:
+    for h in hiddens:
+        off, on = load(f"torch_{cell}_{h}_tf32off"), load(f"torch_{cell}_{h}_tf32on")
+        algo = off.get("cudnn_algo") or on.get("cudnn_algo") or {}
+        for rec in recs:
+            o = load(f"ours_{cell}_{rec}_{h}")
+            rows.append({
+                "cell": cell, "hidden": int(h), "recurrence": o.get("recurrence", rec),
+                "oursDevice": o.get("device"), "oursMsPerStep": o.get("medianMsPerStep"),
+                "oursTokensPerSecond": o.get("tokensPerSecond"), "oursLaunchesPerStep": o.get("launchesPerStep"),
+                "oursError": o.get("error"),
+                "torchDevice": off.get("deviceName") or on.get("deviceName"),
+                "torchTf32OffMsPerStep": off.get("medianMsPerStep"), "torchTf32OffTokensPerSecond": off.get("tokensPerSecond"),
+                "torchTf32OnMsPerStep": on.get("medianMsPerStep"), "torchTf32OnTokensPerSecond": on.get("tokensPerSecond"),
+                "ratioVsTf32Off": ratio(o.get("tokensPerSecond"), off.get("tokensPerSecond")),
+                "ratioVsTf32On": ratio(o.get("tokensPerSecond"), on.get("tokensPerSecond")),
+                "cudnnForward": algo.get("forward"), "cudnnBackward": algo.get("backward"),
+                "torchErrors": [x.get("error") for x in (off, on) if x.get("error")] or None,
+            })
+env, probe, tests = load("env"), load("probe"), load("tests")
+json.dump({"env": env, "probe": probe, "tests": tests, "rows": rows}, open(os.path.join(d, "summary.json"), "w"), indent=1)
+md = ["| cell | H | recurrence | ours ms/step | ours tok/s | launches/step | torch ms (tf32 off) | torch tok/s (off) | torch tok/s (on) | ours/torch (off) | ours/torch (on) | cuDNN fwd / bwd |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+short = lambda a: (a or "-").replace("CUDNN_RNN_ALGO_", "")
 for r in rows:
-    short = lambda a: (a or "-").replace("CUDNN_RNN_ALGO_", "")
-    md.append(f"| {r['hidden']} | {fmt(r['oursMsPerStep'], '{:.2f}')} | {fmt(r['oursTokensPerSecond'])} | "
+    md.append(f"| {r['cell']} | {r['hidden']} | {r['recurrence']} | {fmt(r['oursMsPerStep'], '{:.2f}')} | {fmt(r['oursTokensPerSecond'])} | "
               f"{fmt(r['oursLaunchesPerStep'], '{:.0f}')} | {fmt(r['torchTf32OffMsPerStep'], '{:.2f}')} | "
               f"{fmt(r['torchTf32OffTokensPerSecond'])} | {fmt(r['torchTf32OnTokensPerSecond'])} | "
               f"{fmt(r['ratioVsTf32Off'], '{:.3f}')} | {fmt(r['ratioVsTf32On'], '{:.3f}')} | "
               f"{short(r['cudnnForward'])} / {short(r['cudnnBackward'])} |")
 dev = env.get("cudaDevice") or (rows[0]["torchDevice"] if rows else None)
-md.insert(0, f"Device: {dev}; torch {env.get('torch')}, cuDNN {env.get('cudnn')}; ours works: {probe.get('oursWorks')}\n")
+c = tests.get("counts", {})
+md.insert(0, f"Device: {dev}; torch {env.get('torch')}, cuDNN {env.get('cudnn')}; ours works: {probe.get('oursWorks')}; "
+             f"tests ({tests.get('filter')}): {c.get('succeeded', '-')} passed, {c.get('failed', '-')} failed, {c.get('skipped', '-')} skipped of {c.get('total', '-')}\n")
+for f in tests.get("failed", []):
+    md.append(f"\nFAILED {f['test']}: {f['message'][:300]}")
 for r in rows:
     if r["oursError"]:
-        md.append(f"\nH={r['hidden']} ours: {r['oursError']}")
-    if r["torchErrors"]:
-        md.append(f"\nH={r['hidden']} torch: {r['torchErrors']}")
+        md.append(f"\n{r['cell']} H={r['hidden']} {r['recurrence']} ours: {r['oursError']}")
+    if r["torchErrors"] and r["recurrence"] == recs[0]:
+        md.append(f"\n{r['cell']} H={r['hidden']} torch: {r['torchErrors']}")
 text = "\n".join(md) + "\n"
 open(os.path.join(d, "summary.md"), "w").write(text)
 print(text)
