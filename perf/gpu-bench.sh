@@ -13,6 +13,7 @@
 # Knobs (environment): GPURNN_BENCH_DEVICE (cuda|cpu), GPURNN_BENCH_HIDDENS ("128 256 512 1024"),
 # GPURNN_BENCH_CELLS ("rnn gru lstm"), GPURNN_BENCH_RECURRENCES ("per-step fused"; "default" passes no flag),
 # GPURNN_BENCH_TEST_FILTER (default: every fixture on the device), GPURNN_BENCH_TEST_TIMEOUT_S (200),
+# GPURNN_BENCH_TORCH (1; 0 skips the PyTorch side),
 # GPURNN_BENCH_BATCH (64), GPURNN_BENCH_SEQ_LEN (100), GPURNN_BENCH_VOCAB (65), GPURNN_BENCH_LAYERS (1),
 # GPURNN_BENCH_STEPS (20), GPURNN_BENCH_WARMUP (3), GPURNN_BENCH_BUDGET_S (450: the whole script stays under
 # 8 minutes), GPURNN_BENCH_CMD_TIMEOUT_S (150), GPURNN_ARCHIVE (.gpu/perf.tar.xz), GPURNN_UNPACK_DIR
@@ -41,6 +42,7 @@ esac
 HIDDENS=${GPURNN_BENCH_HIDDENS:-$d_h}
 CELLS=${GPURNN_BENCH_CELLS:-rnn gru lstm}
 RECURRENCES=${GPURNN_BENCH_RECURRENCES:-per-step fused}   # "default": pass no --recurrence flag
+TORCH=${GPURNN_BENCH_TORCH:-1}                               # 0: our side only (PyTorch measured in an earlier call)
 B=${GPURNN_BENCH_BATCH:-$d_b}
 T=${GPURNN_BENCH_SEQ_LEN:-$d_t}
 V=${GPURNN_BENCH_VOCAB:-65}
@@ -278,6 +280,7 @@ for CELL in $CELLS; do
             fi
         done
         for tf in "${tf32s[@]}"; do
+            [[ "$TORCH" == 1 ]] || continue
             t0=$SECONDS
             run_json "torch_${CELL}_${H}_tf32$tf" $(( prev_torch * 2 )) "$CMD_CAP" "$PY" "$COMPARE" "${shape[@]}" \
                 --device "$DEVICE" --tf32 "$tf" --json --ours "$OUT/$first.json"
