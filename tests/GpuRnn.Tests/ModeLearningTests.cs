@@ -15,7 +15,7 @@ public sealed class ModeLearningTests
     [Test]
     public void LinesLearnDinosaurNames()
     {
-        string text = TextFile.Read(Path.Combine(TestData.RepoRoot(), "..", "shared", "data", "dinos.txt"));
+        string text = TextFile.Read(Path.Combine(TestData.RepoRoot(), "data", "dinos.txt"));
         var lines = SequenceData.Lines(text).Select(l => l.Text).ToList();
         var vocab = Vocabulary.FromText(string.Concat(lines));
         var seqs = lines.Select(l => SequenceData.EncodeLine(vocab, l, TokenizerKind.Char)).ToList();
