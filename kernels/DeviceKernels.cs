@@ -30,13 +30,16 @@ public sealed partial class DeviceKernels : IDisposable
         // per group: by default it skips shared memory and runs 1×1 groups with a 4×4 register tile
         // (small outputs: 2×2 groups of single outputs); forced shared tiles use 2×2 threads × 4×4
         // (8×8 of C, 4-deep slices) and 4×4 threads × 1×1, so both tilings, partial register tiles
-        // and several K rounds occur at test sizes.
+        // and several K rounds occur at test sizes. The gate tiling (the cells' forward step, DESIGN.md
+        // §3a) needs 4 register columns, which it spreads over the 4 gates of a hidden unit: on GPUs 32×4
+        // threads (32 units × 16 rows per group, (17 + 129)·16·4 B ≈ 9 KB), on the CPU the large tiling.
         bool cpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         SharedTiles = sharedTiles ?? !cpu;
         if (!cpu)
         {
             LargeTiling = new GemmTiling(16, 16, 4, 16);
             SmallTiling = new GemmTiling(16, 16, 1, 16);
+            GateTiling = new GemmTiling(32, 4, 4, 16);
             MinLargeGroups = Math.Max(accelerator.NumMultiprocessors, 1);
         }
         else if (SharedTiles)
@@ -44,18 +47,21 @@ public sealed partial class DeviceKernels : IDisposable
             LargeTiling = new GemmTiling(2, 2, 4, 4);
             SmallTiling = new GemmTiling(4, 4, 1, 4);
             MinLargeGroups = 4;
+            GateTiling = LargeTiling;
         }
         else
         {
             LargeTiling = new GemmTiling(1, 1, 4, 1);
             SmallTiling = new GemmTiling(2, 2, 1, 1);
             MinLargeGroups = 2;
+            GateTiling = LargeTiling;
         }
-        if (SharedTiles && LargeTiling.SharedFloats * sizeof(float) > accelerator.MaxSharedMemoryPerGroup)
-            throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {LargeTiling.SharedFloats * sizeof(float)} B.");
+        int sharedBytes = Math.Max(LargeTiling.SharedFloats, GateTiling.SharedFloats) * sizeof(float);
+        if (SharedTiles && sharedBytes > accelerator.MaxSharedMemoryPerGroup)
+            throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {sharedBytes} B.");
         ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
         LoadGemm();
-        LoadRecurrent();
+        LoadCells();
         LoadEmbedding();
         LoadSoftmaxCrossEntropy();
         LoadReductions();
@@ -78,6 +84,12 @@ public sealed partial class DeviceKernels : IDisposable
 
     /// <summary>The one-output-per-thread tiling, for small outputs such as the per-step recurrent [B, H].</summary>
     public GemmTiling SmallTiling { get; }
+
+    /// <summary>
+    /// The tiling of the cells' forward step [B, g·H] (DESIGN.md §3a): its 4 register columns stand H apart,
+    /// so one thread holds all gate pre-activations of one hidden unit for 4 batch rows.
+    /// </summary>
+    public GemmTiling GateTiling { get; }
 
     /// <summary>Fewest groups the large tiling must give an output for <see cref="TilingFor"/> to choose it.</summary>
     public int MinLargeGroups { get; }

@@ -8,72 +8,84 @@ public sealed partial class DeviceKernels
     /// <summary>
     /// One-hot input without a one-hot matrix: <c>W_ih x_p</c> for a one-hot <c>x_p</c> is column
     /// <c>ids[p]</c> of W_ih, so the layer-0 input term is a gather. Both biases are added here so the
-    /// recurrent step adds only one [B, H] term. Thread per (p, h); x is [P, H], W_ih [H, V].
+    /// recurrent step adds only one [B, G] term — b_hh only to its first <c>bHhColumns</c> columns (a GRU's
+    /// b_hn sits inside r ⊙ (…) and is added by its step). Thread per (p, j); x is [P, G], W_ih [G, V].
     /// </summary>
     private static void EmbeddingForwardKernel(
-        Index1D index, int hidden, int vocab,
+        Index1D index, int columns, int vocab, int bHhColumns,
         ArrayView<int> ids, ArrayView<float> wIh, ArrayView<float> bIh, ArrayView<float> bHh, ArrayView<float> x)
     {
-        int p = index / hidden;
-        int h = index - p * hidden;
+        int p = index / columns;
+        int j = index - p * columns;
         int id = ids[p];
-        float w = id >= 0 ? wIh[(long)h * vocab + id] : 0f; // a padding id contributes no input
-        x[index] = w + bIh[h] + bHh[h];
+        float w = id >= 0 ? wIh[(long)j * vocab + id] : 0f; // a padding id contributes no input
+        float v = w + bIh[j];
+        if (j < bHhColumns)
+            v += bHh[j];
+        x[index] = v;
     }
 
     /// <summary>
-    /// Gradient of the gather: <c>dW_ih[h, v] = Σ_{p : ids[p] = v} dz[p, h]</c>. No float atomics
+    /// Gradient of the gather: <c>dW_ih[j, v] = Σ_{p : ids[p] = v} dz[p, j]</c> for any number of columns
+    /// (H for Elman, G = g·H for the gated cells, whose dz is the input-side pre-activation gradient dAx). No float atomics
     /// (DESIGN.md §5): the host, which holds the ids anyway, lists the positions of each token in
     /// ascending order (<paramref name="offsets"/> [V + 1], <paramref name="positions"/> [P]); each
-    /// thread owns one (h, v) and sums its list in that fixed order, so the result is bit-reproducible.
+    /// thread owns one (j, v) and sums its list in that fixed order, so the result is bit-reproducible.
     /// Every element of dW_ih is written (tokens absent from the batch get 0).
     /// </summary>
     private static void EmbeddingBackwardKernel(
-        Index1D index, int hidden, int vocab,
+        Index1D index, int columns, int vocab,
         ArrayView<int> offsets, ArrayView<int> positions, ArrayView<float> dz, ArrayView<float> dWIh)
     {
-        int h = index / vocab;
-        int v = index - h * vocab;
+        int j = index / vocab;
+        int v = index - j * vocab;
         float sum = 0f;
         int end = offsets[v + 1];
         for (int q = offsets[v]; q < end; q++)
-            sum += dz[(long)positions[q] * hidden + h];
+            sum += dz[(long)positions[q] * columns + j];
         dWIh[index] = sum;
     }
 
-    private Action<AcceleratorStream, Index1D, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> embeddingForward = null!;
+    private Action<AcceleratorStream, Index1D, int, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> embeddingForward = null!;
     private Action<AcceleratorStream, Index1D, int, int, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>> embeddingBackward = null!;
 
     private void LoadEmbedding()
     {
-        embeddingForward = Accelerator.LoadAutoGroupedKernel<Index1D, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(EmbeddingForwardKernel);
+        embeddingForward = Accelerator.LoadAutoGroupedKernel<Index1D, int, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(EmbeddingForwardKernel);
         embeddingBackward = Accelerator.LoadAutoGroupedKernel<Index1D, int, int, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>>(EmbeddingBackwardKernel);
     }
 
-    /// <summary><c>x[p, :] = W_ih[:, ids[p]] + b_ih + b_hh</c>: ids [P] (each in [0, V), or negative for none), W_ih [H, V], x [P, H].</summary>
-    public void EmbeddingForward(int positions, int hidden, int vocab, ArrayView<int> ids, ArrayView<float> wIh, ArrayView<float> bIh, ArrayView<float> bHh, ArrayView<float> x)
+    /// <summary>
+    /// <c>x[p, :] = W_ih[:, ids[p]] + b_ih + b_hh</c>, b_hh only on columns &lt; <paramref name="bHhColumns"/>
+    /// (default all; a GRU passes 2H, see <see cref="CellShapes.FoldedHhColumns"/>): ids [P] (each in [0, V),
+    /// or negative for none), W_ih [G, V], both biases [G], x [P, G], where G = <paramref name="columns"/>.
+    /// </summary>
+    public void EmbeddingForward(int positions, int columns, int vocab, ArrayView<int> ids, ArrayView<float> wIh, ArrayView<float> bIh, ArrayView<float> bHh, ArrayView<float> x,
+        int bHhColumns = int.MaxValue)
     {
-        Require(positions > 0 && hidden > 0 && vocab > 0, $"embedding sizes must be positive (P={positions}, H={hidden}, V={vocab}).");
+        Require(positions > 0 && columns > 0 && vocab > 0, $"embedding sizes must be positive (P={positions}, G={columns}, V={vocab}).");
+        Require(bHhColumns >= 0, $"bHhColumns must not be negative ({bHhColumns}).");
         Require(ids.Length >= positions, $"ids holds {ids.Length} elements but {positions} are needed.");
-        RequireLength(wIh, (long)hidden * vocab, nameof(wIh));
-        RequireLength(bIh, hidden, nameof(bIh));
-        RequireLength(bHh, hidden, nameof(bHh));
-        RequireLength(x, (long)positions * hidden, nameof(x));
+        RequireLength(wIh, (long)columns * vocab, nameof(wIh));
+        RequireLength(bIh, columns, nameof(bIh));
+        RequireLength(bHh, columns, nameof(bHh));
+        RequireLength(x, (long)positions * columns, nameof(x));
         Count();
-        embeddingForward(Accelerator.DefaultStream, positions * hidden, hidden, vocab, ids, wIh, bIh, bHh, x);
+        embeddingForward(Accelerator.DefaultStream, positions * columns, columns, vocab, bHhColumns, ids, wIh, bIh, bHh, x);
     }
 
     /// <summary>
     /// <c>dW_ih = Σ_p dz[p, :] ⊗ onehot(ids[p])</c> from the per-token position lists built by
-    /// <see cref="TokenPositions"/>: offsets [V + 1], positions [P], dz [P, H], dW_ih [H, V] (overwritten).
+    /// <see cref="TokenPositions"/>: offsets [V + 1], positions [P], dz [P, G], dW_ih [G, V] (overwritten),
+    /// G = <paramref name="columns"/> (H for Elman, g·H for a gated cell).
     /// </summary>
-    public void EmbeddingBackward(int hidden, int vocab, ArrayView<int> offsets, ArrayView<int> positions, ArrayView<float> dz, ArrayView<float> dWIh)
+    public void EmbeddingBackward(int columns, int vocab, ArrayView<int> offsets, ArrayView<int> positions, ArrayView<float> dz, ArrayView<float> dWIh)
     {
-        Require(hidden > 0 && vocab > 0, $"embedding sizes must be positive (H={hidden}, V={vocab}).");
+        Require(columns > 0 && vocab > 0, $"embedding sizes must be positive (G={columns}, V={vocab}).");
         Require(offsets.Length >= vocab + 1, $"offsets holds {offsets.Length} elements but {vocab + 1} are needed.");
-        RequireLength(dWIh, (long)hidden * vocab, nameof(dWIh));
+        RequireLength(dWIh, (long)columns * vocab, nameof(dWIh));
         Count();
-        embeddingBackward(Accelerator.DefaultStream, hidden * vocab, hidden, vocab, offsets, positions, dz, dWIh);
+        embeddingBackward(Accelerator.DefaultStream, columns * vocab, columns, vocab, offsets, positions, dz, dWIh);
     }
 
     /// <summary>

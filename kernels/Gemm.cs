@@ -93,25 +93,64 @@ public readonly record struct GemmTiling(int ThreadsX, int ThreadsY, int Micro, 
 }
 
 /// <summary>
-/// What a GEMM-shaped kernel does with each finished inner product (op(A)·op(B))[i, j]: the
-/// epilogue of the plain GEMM lives here, those of the fused recurrent steps in Recurrent.cs.
-/// Implemented by structs (their views are kernel parameters), so nothing is virtual on the device.
+/// What a GEMM-shaped kernel does with the finished inner products of one row of a thread's register
+/// tile: <c>v_c = (op(A)·op(B))[i, j + c·stride]</c> for c &lt; count (count is the tiling's Micro, 1 or 4;
+/// the other values are 0). Row i is inside C; the columns are not checked yet, since what lies
+/// outside depends on the epilogue (an element-wise one skips columns ≥ N, a gated one reads all g gates
+/// of unit j at stride H). Implemented by structs (their views are kernel parameters), so nothing is
+/// virtual on the device. The epilogue of the plain GEMM lives here, those of the cells in Elman.cs,
+/// Gru.cs and Lstm.cs.
 /// </summary>
 internal interface IGemmEpilogue
+{
+    /// <summary>Consumes row <paramref name="i"/> (&lt; M) of a register tile, columns j, j + stride, … (count of them).</summary>
+    void ApplyRow(GemmShape s, int i, int j, int stride, int count, float v0, float v1, float v2, float v3);
+}
+
+/// <summary>An epilogue that treats each output (i, j) on its own; <see cref="GemmRows.Elementwise"/> hands it a row's values.</summary>
+internal interface IGemmElementEpilogue
 {
     /// <summary>Consumes the inner product <paramref name="dot"/> of output (i, j); i &lt; M and j &lt; N.</summary>
     void Apply(GemmShape s, int i, int j, float dot);
 }
 
-/// <summary><c>C = α·dot + β·C + bias1 + bias2</c>; β = 0 never reads C; biases [N] broadcast over rows when counted.</summary>
-internal readonly struct GemmEpilogue(float alpha, float beta, int biasCount, ArrayView<float> c, ArrayView<float> bias1, ArrayView<float> bias2) : IGemmEpilogue
+/// <summary>Helpers for epilogues.</summary>
+internal static class GemmRows
+{
+    /// <summary>Hands each value of a register-tile row that lies inside C to an element-wise epilogue.</summary>
+    public static void Elementwise<TElement>(TElement e, GemmShape s, int i, int j, int stride, int count, float v0, float v1, float v2, float v3)
+        where TElement : struct, IGemmElementEpilogue
+    {
+        if (j < s.N)
+            e.Apply(s, i, j, v0);
+        if (count == 1)
+            return;
+        if (j + stride < s.N)
+            e.Apply(s, i, j + stride, v1);
+        if (j + 2 * stride < s.N)
+            e.Apply(s, i, j + 2 * stride, v2);
+        if (j + 3 * stride < s.N)
+            e.Apply(s, i, j + 3 * stride, v3);
+    }
+}
+
+/// <summary>
+/// <c>C = α·dot + β·C + bias1 + bias2</c>; β = 0 never reads C; biases [N] broadcast over rows when counted,
+/// bias2 only to columns &lt; bias2Columns (GRU: its b_hn is not folded into the hoisted input term).
+/// </summary>
+internal readonly struct GemmEpilogue(float alpha, float beta, int biasCount, int bias2Columns, ArrayView<float> c, ArrayView<float> bias1, ArrayView<float> bias2)
+    : IGemmEpilogue, IGemmElementEpilogue
 {
     private readonly float alpha = alpha;
     private readonly float beta = beta;
     private readonly int biasCount = biasCount;
+    private readonly int bias2Columns = bias2Columns;
     private readonly ArrayView<float> c = c;
     private readonly ArrayView<float> bias1 = bias1;
     private readonly ArrayView<float> bias2 = bias2;
+
+    public void ApplyRow(GemmShape s, int i, int j, int stride, int count, float v0, float v1, float v2, float v3) =>
+        GemmRows.Elementwise(this, s, i, j, stride, count, v0, v1, v2, v3);
 
     public void Apply(GemmShape s, int i, int j, float dot)
     {
@@ -121,7 +160,7 @@ internal readonly struct GemmEpilogue(float alpha, float beta, int biasCount, Ar
             v += beta * c[at];
         if (biasCount > 0)
             v += bias1[j];
-        if (biasCount > 1)
+        if (biasCount > 1 && j < bias2Columns)
             v += bias2[j];
         c[at] = v;
     }
@@ -132,26 +171,33 @@ public sealed partial class DeviceKernels
     /// <summary>
     /// The one GEMM-shaped kernel: every output (i, j) gets the inner product
     /// <c>Σ_p op(A)[i, p]·op(B)[p, j]</c>, summed in increasing p from 0 (the same order on every
-    /// path, so the result does not depend on the tiling), then handed to <typeparamref name="TEpilogue"/>.
+    /// path, so the result does not depend on the tiling), then handed to <typeparamref name="TEpilogue"/>
+    /// one register-tile row at a time.
     /// Thread (x, y) of group (gx, gy) owns rows <c>gy·BlockRows + y + r·ThreadsY</c> and columns
-    /// <c>gx·BlockColumns + x + c·ThreadsX</c>, r, c &lt; micro: strided, so neighbouring threads read
-    /// neighbouring shared-memory words and write neighbouring outputs. A 4×4 register tile keeps 16
-    /// named accumulators (ILGPU does not unroll loops, so an array would live in local memory) and
-    /// does 16 multiply-adds per 8 operand loads instead of 1 per 2.
+    /// <c>j0 + c·stride</c>, r, c &lt; micro, with <c>j0 = gx·pitch + x</c>. Plain tiling
+    /// (<paramref name="gateStride"/> = 0): stride = ThreadsX and pitch = BlockColumns, so neighbouring
+    /// threads read neighbouring shared-memory words and write neighbouring outputs. Gate tiling
+    /// (<paramref name="gateStride"/> = H, for C = [B, g·H] with g ≤ micro, DESIGN.md §3a): stride = H and
+    /// pitch = ThreadsX, so thread lane j0 = u &lt; H owns columns u, u + H, u + 2H, u + 3H — the g gate
+    /// pre-activations of hidden unit u — and its epilogue sees all of them at once; lanes u ≥ H do nothing.
+    /// A 4×4 register tile keeps 16 named accumulators (ILGPU does not unroll loops, so an array would live
+    /// in local memory) and does 16 multiply-adds per 8 operand loads instead of 1 per 2.
     /// With shared memory (GPUs; the CPU accelerator only when forced) each round the whole group
-    /// stages a [depth, BlockRows] slice of op(A)ᵀ and a [depth, BlockColumns] slice of op(B), reading
-    /// along each matrix's stored rows, then every thread runs its register tile over the slice; the
-    /// rounds run over K (not over M, the bug of ILGPU's MatrixMultiply sample). Out-of-range elements
-    /// stage as 0 and are never summed. Without shared memory (the CPU accelerator, where a barrier is
-    /// an OS-thread rendezvous dearer than the arithmetic it saves) each thread runs the plain K loop
-    /// over its register tile, with out-of-range rows and columns clamped (computed, never stored).
+    /// stages a [depth, BlockRows] slice of op(A)ᵀ and a [depth, BlockColumns] slice of op(B) (tile column
+    /// <c>c·ThreadsX + x</c> holds C's column <c>gx·pitch + x + c·stride</c>), reading along each matrix's
+    /// stored rows, then every thread runs its register tile over the slice; the rounds run over K (not
+    /// over M, the bug of ILGPU's MatrixMultiply sample). Out-of-range elements stage as 0 and are never
+    /// stored. Without shared memory (the CPU accelerator, where a barrier is an OS-thread rendezvous
+    /// dearer than the arithmetic it saves) each thread runs the plain K loop over its register tile,
+    /// with out-of-range rows and columns clamped (computed, never stored).
     /// </summary>
-    private static void GemmTiledKernel<TEpilogue>(GemmShape s, int micro, int depth, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
+    private static void GemmTiledKernel<TEpilogue>(GemmShape s, int micro, int depth, int gateStride, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
         where TEpilogue : struct, IGemmEpilogue
     {
         int sx = Group.DimX, sy = Group.DimY;
         int blockRows = micro * sy, blockColumns = micro * sx;
-        int rowBase = Grid.IdxY * blockRows, columnBase = Grid.IdxX * blockColumns;
+        int stride = gateStride > 0 ? gateStride : sx, pitch = gateStride > 0 ? sx : blockColumns;
+        int rowBase = Grid.IdxY * blockRows, columnBase = Grid.IdxX * pitch;
         int i0 = rowBase + Group.IdxY, j0 = columnBase + Group.IdxX;
         float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f;
         float c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
@@ -171,7 +217,7 @@ public sealed partial class DeviceKernels
             else
             {
                 int i2 = Math.Min(i0 + sy, m1), i3 = Math.Min(i0 + 2 * sy, m1), i4 = Math.Min(i0 + 3 * sy, m1);
-                int j2 = Math.Min(j0 + sx, n1), j3 = Math.Min(j0 + 2 * sx, n1), j4 = Math.Min(j0 + 3 * sx, n1);
+                int j2 = Math.Min(j0 + stride, n1), j3 = Math.Min(j0 + 2 * stride, n1), j4 = Math.Min(j0 + 3 * stride, n1);
                 for (int p = 0; p < s.K; p++)
                 {
                     float a0 = s.A(a, i1, p), a1 = s.A(a, i2, p), a2 = s.A(a, i3, p), a3 = s.A(a, i4, p);
@@ -203,7 +249,7 @@ public sealed partial class DeviceKernels
                 {
                     int c = s.TransposeB != 0 ? e / depth : e % blockColumns;
                     int q = s.TransposeB != 0 ? e % depth : e / blockColumns;
-                    int j = columnBase + c, p = k0 + q;
+                    int j = columnBase + c % sx + c / sx * stride, p = k0 + q; // = columnBase + c on the plain tiling
                     bTile[q * ldb + c] = j < s.N && p < s.K ? s.B(b, p, j) : 0f;
                 }
                 Group.Barrier();
@@ -230,38 +276,49 @@ public sealed partial class DeviceKernels
                 Group.Barrier();
             }
         }
+        if (gateStride > 0 && j0 >= gateStride)
+            return; // a lane past the last hidden unit
+        if (i0 < s.M)
+            epilogue.ApplyRow(s, i0, j0, stride, micro, c00, c01, c02, c03);
         if (micro == 1)
-        {
-            if (i0 < s.M && j0 < s.N)
-                epilogue.Apply(s, i0, j0, c00);
             return;
-        }
-        StoreRow(epilogue, s, i0, j0, sx, c00, c01, c02, c03);
-        StoreRow(epilogue, s, i0 + sy, j0, sx, c10, c11, c12, c13);
-        StoreRow(epilogue, s, i0 + 2 * sy, j0, sx, c20, c21, c22, c23);
-        StoreRow(epilogue, s, i0 + 3 * sy, j0, sx, c30, c31, c32, c33);
+        if (i0 + sy < s.M)
+            epilogue.ApplyRow(s, i0 + sy, j0, stride, micro, c10, c11, c12, c13);
+        if (i0 + 2 * sy < s.M)
+            epilogue.ApplyRow(s, i0 + 2 * sy, j0, stride, micro, c20, c21, c22, c23);
+        if (i0 + 3 * sy < s.M)
+            epilogue.ApplyRow(s, i0 + 3 * sy, j0, stride, micro, c30, c31, c32, c33);
     }
 
-    /// <summary>Hands one row of a 4×4 register tile (columns j, j + step, j + 2·step, j + 3·step) to the epilogue, skipping what lies outside C.</summary>
-    private static void StoreRow<TEpilogue>(TEpilogue epilogue, GemmShape s, int i, int j, int step, float v0, float v1, float v2, float v3)
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, GemmEpilogue> gemm = null!;
+
+    /// <summary>Loads <see cref="GemmTiledKernel{TEpilogue}"/> for one epilogue type.</summary>
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, TEpilogue> LoadGemmKernel<TEpilogue>()
+        where TEpilogue : struct, IGemmEpilogue =>
+        Accelerator.LoadStreamKernel<GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, TEpilogue>(GemmTiledKernel);
+
+    private void LoadGemm() => gemm = LoadGemmKernel<GemmEpilogue>();
+
+    /// <summary>Launches a GEMM-shaped kernel on the plain tiling chosen by <see cref="TilingFor"/> for s's [M, N] output.</summary>
+    private void LaunchGemm<TEpilogue>(Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, TEpilogue> kernel,
+        GemmShape s, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
         where TEpilogue : struct, IGemmEpilogue
     {
-        if (i >= s.M)
-            return;
-        if (j < s.N)
-            epilogue.Apply(s, i, j, v0);
-        if (j + step < s.N)
-            epilogue.Apply(s, i, j + step, v1);
-        if (j + 2 * step < s.N)
-            epilogue.Apply(s, i, j + 2 * step, v2);
-        if (j + 3 * step < s.N)
-            epilogue.Apply(s, i, j + 3 * step, v3);
+        var t = TilingFor(s.M, s.N);
+        kernel(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, 0, a, b, epilogue);
     }
 
-    private Action<KernelConfig, GemmShape, int, int, ArrayView<float>, ArrayView<float>, GemmEpilogue> gemm = null!;
-
-    private void LoadGemm() =>
-        gemm = Accelerator.LoadStreamKernel<GemmShape, int, int, ArrayView<float>, ArrayView<float>, GemmEpilogue>(GemmTiledKernel);
+    /// <summary>
+    /// Launches a GEMM-shaped kernel on <see cref="GateTiling"/> for an output [M, g·H] whose epilogue needs
+    /// the g ≤ 4 gate columns of each hidden unit together (columns u + c·H in one thread).
+    /// </summary>
+    private void LaunchGated<TEpilogue>(Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, TEpilogue> kernel,
+        GemmShape s, int hidden, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        var t = GateTiling;
+        kernel(GemmConfig(t, s.M, hidden * t.Micro), s, t.Micro, t.Depth, hidden, a, b, epilogue);
+    }
 
     /// <summary>
     /// The tiling for an [M, N] output: the large (register-tiled) one when it still gives at least
@@ -289,15 +346,31 @@ public sealed partial class DeviceKernels
         RequireLength(b, s.BLength, nameof(b));
         RequireLength(c, s.CLength, nameof(c));
         Count();
-        var t = TilingFor(s.M, s.N);
-        gemm(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, a, b, new GemmEpilogue(alpha, beta, 0, c, c, c));
+        LaunchGemm(gemm, s, a, b, new GemmEpilogue(alpha, beta, 0, 0, c, c, c));
+    }
+
+    /// <summary>
+    /// <c>C = op(A)·op(B)</c> on <see cref="GateTiling"/> with gate stride <paramref name="hidden"/> (N ≤ 4·hidden):
+    /// the plain GEMM epilogue behind the cells' tiling, so tests can check that tiling on its own.
+    /// </summary>
+    internal void GemmGateTiled(GemmShape s, int hidden, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
+    {
+        RequireShape(s);
+        Require(hidden > 0 && s.N <= GateTiling.Micro * hidden, $"gate tiling of N={s.N} columns needs 0 < N ≤ {GateTiling.Micro}·H (H={hidden}).");
+        RequireLength(a, s.ALength, nameof(a));
+        RequireLength(b, s.BLength, nameof(b));
+        RequireLength(c, s.CLength, nameof(c));
+        Count();
+        LaunchGated(gemm, s, hidden, a, b, new GemmEpilogue(1f, 0f, 0, 0, c, c, c));
     }
 
     /// <summary>
     /// <c>C = op(A)·op(B) + bias1 (+ bias2)</c>, biases [N] broadcast over the M rows; pass an
-    /// invalid (default) <paramref name="bias2"/> for a single bias.
+    /// invalid (default) <paramref name="bias2"/> for a single bias. bias2 is added only to the columns
+    /// below <paramref name="bias2Columns"/> (a GRU's hoisted input term takes b_hr and b_hz, not b_hn).
     /// </summary>
-    public void GemmBias(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias1, ArrayView<float> bias2 = default)
+    public void GemmBias(GemmShape s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias1, ArrayView<float> bias2 = default,
+        int bias2Columns = int.MaxValue)
     {
         int biasCount = bias2.IsValid ? 2 : 1;
         if (!bias2.IsValid)
@@ -308,8 +381,8 @@ public sealed partial class DeviceKernels
         RequireLength(c, s.CLength, nameof(c));
         RequireLength(bias1, s.N, nameof(bias1));
         RequireLength(bias2, s.N, nameof(bias2));
+        Require(bias2Columns >= 0, $"bias2Columns must not be negative ({bias2Columns}).");
         Count();
-        var t = TilingFor(s.M, s.N);
-        gemm(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, a, b, new GemmEpilogue(1f, 0f, biasCount, c, bias1, bias2));
+        LaunchGemm(gemm, s, a, b, new GemmEpilogue(1f, 0f, biasCount, bias2Columns, c, bias1, bias2));
     }
 }

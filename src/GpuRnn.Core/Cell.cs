@@ -30,8 +30,7 @@ internal sealed class Cell
         Width = CellShapes.Gates(kind) * hidden;
         SavedWidth = CellShapes.SavedWidth(kind, hidden);
         HasCellState = CellShapes.HasCellState(kind);
-        if (kind != CellKind.Elman)
-            throw new GpuRnnException($"the {kind} cell is not available yet");
+        FoldedHhColumns = CellShapes.FoldedHhColumns(kind, hidden);
     }
 
     /// <summary>Elman, GRU or LSTM.</summary>
@@ -49,69 +48,70 @@ internal sealed class Cell
     /// <summary>True when the state is (h, c) rather than h (LSTM).</summary>
     public bool HasCellState { get; }
 
-    /// <summary>True when the hh-side pre-activation gradient differs from the input side's (GRU: n = tanh(… + r ⊙ (W_hn h' + b_hn))).</summary>
+    /// <summary>Columns of the hoisted input term that b_hh is folded into: all G, but a GRU's b_hn sits inside r ⊙ (W_hn h' + b_hn) and stays out (2H).</summary>
+    public int FoldedHhColumns { get; }
+
+    /// <summary>True when the hh-side pre-activation gradient differs from the input side's (GRU: dAh_n = dAx_n ⊙ r); otherwise one buffer serves both.</summary>
     public bool SeparateHhGradient => Kind == CellKind.Gru;
 
-    /// <summary>True when the backward passes a direct-path gradient from step to step (GRU through h, LSTM through c).</summary>
+    /// <summary>True when the backward passes a direct-path gradient from step to step (GRU z ⊙ dh into h, LSTM f ⊙ dc into c).</summary>
     public bool HasCarry => Kind != CellKind.Elman;
 
     /// <summary>
     /// The hoisted input term of all <paramref name="positions"/> of a layer, x [P, G] = W_ih·input + b_ih
-    /// + b_hh: a gather of columns of W_ih by token id for layer 0 (<paramref name="ids"/>), one GEMM
-    /// over the outputs <paramref name="below"/> [P, H] of the layer below otherwise.
+    /// + the folded columns of b_hh: a gather of columns of W_ih by token id for layer 0
+    /// (<paramref name="ids"/>), one GEMM over the outputs <paramref name="below"/> [P, H] of the layer below otherwise.
     /// </summary>
     public void InputTerm(DeviceKernels k, int positions, int vocab, bool firstLayer, ArrayView<int> ids, ArrayView<float> below, CellWeights w, ArrayView<float> x)
     {
         if (firstLayer)
-            k.EmbeddingForward(positions, Width, vocab, ids, w.WeightIh, w.BiasIh, w.BiasHh, x);
+            k.EmbeddingForward(positions, Width, vocab, ids, w.WeightIh, w.BiasIh, w.BiasHh, x, FoldedHhColumns);
         else
-            k.GemmBias(new GemmShape(positions, Width, Hidden, transA: false, transB: true), below, w.WeightIh, x, w.BiasIh, w.BiasHh); // x = H_below · W_ihᵀ + b_ih + b_hh
+            k.GemmBias(new GemmShape(positions, Width, Hidden, transA: false, transB: true), below, w.WeightIh, x, w.BiasIh, w.BiasHh, FoldedHhColumns); // x = H_below · W_ihᵀ + b_ih + b_hh
     }
 
     /// <summary>
-    /// One time step of <paramref name="batch"/> rows: h [B, H] (and an LSTM's c) from the previous state
-    /// and x_t [B, G]; <paramref name="saved"/> [B, S] keeps what the backward step needs. Rows whose
-    /// length in <paramref name="lengths"/> is ≤ <paramref name="step"/> hold their state.
+    /// One time step of <paramref name="batch"/> rows, ONE launch: h [B, H] (and an LSTM's c) from the
+    /// previous state and x_t [B, G]; <paramref name="saved"/> [B, S] keeps the gate activations the
+    /// backward step needs. Rows whose length in <paramref name="lengths"/> is ≤ <paramref name="step"/> hold their state.
     /// </summary>
     public void Forward(DeviceKernels k, int batch, CellWeights w, ArrayView<float> hPrev, ArrayView<float> cPrev, ArrayView<float> x,
-        ArrayView<float> saved, ArrayView<float> h, ArrayView<float> c, ArrayView<int> lengths, int step)
-    {
-        _ = cPrev;
-        _ = saved;
-        _ = c;
-        k.RecurrentForward(batch, Hidden, hPrev, w.WeightHh, x, h, lengths, step);
-    }
+        ArrayView<float> saved, ArrayView<float> h, ArrayView<float> c, ArrayView<int> lengths, int step) =>
+        k.CellForward(Kind, batch, Hidden, hPrev, cPrev, w.WeightHh, w.BiasHh, x, saved, h, c, lengths, step);
 
     /// <summary>
-    /// One backward step: the pre-activation gradients dAx (and, for GRU, dAh) [B, G] of step t from
-    /// the gradient dH [B, H] into h_t and, when <paramref name="hasNext"/>, step t + 1's dAh and carry.
+    /// One backward step, ONE launch: the pre-activation gradients dAx and dAh [B, G] of step t (one view
+    /// for both unless <see cref="SeparateHhGradient"/>) from the gradient dH [B, H] into h_t from above,
+    /// step t + 1's dAh (when <paramref name="hasNext"/>) and the direct-path gradient
+    /// <paramref name="carryNext"/> (step t + 1's, or one injected from outside the window at its last
+    /// step; default for none); writes the direct-path gradient for step t − 1 into <paramref name="carry"/>.
     /// </summary>
     public void Backward(DeviceKernels k, int batch, bool hasNext, CellWeights w, ArrayView<float> dAhNext, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> hPrev, ArrayView<float> h, ArrayView<float> cPrev, ArrayView<float> c, ArrayView<float> saved,
-        ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, ArrayView<int> lengths, int step)
-    {
-        _ = carryNext;
-        _ = hPrev;
-        _ = cPrev;
-        _ = c;
-        _ = saved;
-        _ = dAh;
-        _ = carry;
-        k.RecurrentBackward(batch, Hidden, hasNext, dAhNext, w.WeightHh, dH, h, dAx, lengths, step);
-    }
+        ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, ArrayView<int> lengths, int step) =>
+        k.CellBackward(Kind, batch, Hidden, hasNext, dAhNext, w.WeightHh, dH, carryNext, hPrev, h, cPrev, c, saved, dAx, dAh, carry, lengths, step);
 
     /// <summary>
     /// The parameter gradients of a layer from the whole window at once (DESIGN.md §3 step 6):
     /// dW_hh [G, H] = Σ_t dAh_tᵀ·h_{t−1} as ONE GEMM over all P positions, db_hh = colsum dAh,
-    /// db_ih = colsum dAx, dW_ih a scatter of dAx into token columns (layer 0) or dAxᵀ·H_below; and the
-    /// gradient into the layer below, dH_below (+)= dAx·W_ih (β = 1 adds to what is there).
+    /// db_ih = colsum dAx (one launch writing both when dAh is dAx), dW_ih a scatter of dAx into token
+    /// columns (layer 0) or dAxᵀ·H_below; and the gradient into the layer below, dH_below (+)= dAx·W_ih
+    /// (β = 1 adds to what is there).
     /// </summary>
     public void ParameterGradients(DeviceKernels k, int positions, int vocab, bool firstLayer, CellWeights w, CellWeights g,
         ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> hPrevs, ArrayView<float> below,
         ArrayView<int> tokenOffsets, ArrayView<int> tokenPositions, ArrayView<float> dBelow, float dBelowBeta)
     {
         k.Gemm(new GemmShape(Width, Hidden, positions, transA: true, transB: false), 1f, dAh, hPrevs, 0f, g.WeightHh);
-        k.ColumnSum(positions, Width, dAx, g.BiasIh, g.BiasHh); // Elman: db_ih = db_hh
+        if (SeparateHhGradient)
+        {
+            k.ColumnSum(positions, Width, dAx, g.BiasIh, g.BiasIh);
+            k.ColumnSum(positions, Width, dAh, g.BiasHh, g.BiasHh);
+        }
+        else
+        {
+            k.ColumnSum(positions, Width, dAx, g.BiasIh, g.BiasHh); // db_ih = db_hh
+        }
         if (firstLayer)
         {
             k.EmbeddingBackward(Width, vocab, tokenOffsets, tokenPositions, dAx, g.WeightIh);
@@ -121,11 +121,23 @@ internal sealed class Cell
         k.Gemm(new GemmShape(positions, Hidden, Width, transA: false, transB: false), 1f, dAx, w.WeightIh, dBelowBeta, dBelow); // dH_below (+)= dAx · W_ih
     }
 
-    /// <summary>The gradient into the initial state h_0 [B, H] from step 0's dAh: dh_0 = dAh_0 · W_hh (an encoder–decoder's bridge).</summary>
+    /// <summary>
+    /// The gradients into the initial state (an encoder–decoder's bridge) from step 0: dh_0 [B, H] =
+    /// dAh_0·W_hh, plus a GRU's direct path z_0 ⊙ dh_0 (<paramref name="carry0"/>); an LSTM's dc_0 is
+    /// its direct path f_0 ⊙ dc_0 (<paramref name="carry0"/>) into <paramref name="dc0"/>.
+    /// </summary>
     public void InitialStateGradient(DeviceKernels k, int batch, CellWeights w, ArrayView<float> dAh0, ArrayView<float> carry0, ArrayView<float> dh0, ArrayView<float> dc0)
     {
-        _ = carry0;
-        _ = dc0;
-        k.Gemm(new GemmShape(batch, Hidden, Width, transA: false, transB: false), 1f, dAh0, w.WeightHh, 0f, dh0);
+        float beta = 0f;
+        if (Kind == CellKind.Gru)
+        {
+            k.Copy(carry0, dh0);
+            beta = 1f;
+        }
+        else if (HasCellState)
+        {
+            k.Copy(carry0, dc0);
+        }
+        k.Gemm(new GemmShape(batch, Hidden, Width, transA: false, transB: false), 1f, dAh0, w.WeightHh, beta, dh0);
     }
 }

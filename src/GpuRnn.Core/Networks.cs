@@ -130,7 +130,7 @@ internal abstract class SingleStackNetwork : Network
     {
         int s = window.Steps;
         HeadBackward(model, gradients, window, stack.Outputs(layers - 1, s), stack.TopGradient(s));
-        stack.Backward(model, gradients, window, inject: default, dh0: default);
+        stack.Backward(model, gradients, window, inject: StateGradients.None, initial: StateGradients.None);
     }
 
     /// <summary>The head over the top layer's outputs <paramref name="top"/> [s·B, H]; returns the counted targets.</summary>
@@ -178,7 +178,7 @@ internal sealed class EncoderDecoderNetwork : Network
 {
     private readonly RecurrentStack encoder, decoder;
     private readonly OutputHead head;
-    private readonly ArrayView<float> dh0; // [L, B, H] training: gradient w.r.t. each decoder layer's initial state
+    private readonly StateGradients bridge; // [L, B, H] training: gradients w.r.t. each decoder layer's initial h (and an LSTM's c)
     private readonly int layers, hidden;
 
     public EncoderDecoderNetwork(DeviceBuffers buffers, ModelConfig config, int batch, int capacity, int sourceCapacity, bool training)
@@ -189,7 +189,8 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder = new RecurrentStack(buffers, config, encoder: true, batch, sourceCapacity, training);
         decoder = new RecurrentStack(buffers, config, encoder: false, batch, capacity, training);
         head = new OutputHead(buffers, config, batch, capacity);
-        dh0 = training ? buffers.Floats((long)layers * batch * config.Hidden) : default;
+        long lbh = (long)layers * batch * config.Hidden;
+        bridge = training ? new StateGradients(buffers.Floats(lbh), decoder.HasCellState ? buffers.Floats(lbh) : default) : StateGradients.None;
     }
 
     public override RecurrentStack Stack => decoder;
@@ -230,9 +231,9 @@ internal sealed class EncoderDecoderNetwork : Network
         int s = window.Steps;
         head.Backward(model, gradients, window, decoder.Outputs(layers - 1, s), decoder.TopGradient(s));
         // The decoder's initial states are the encoder's last true states: their gradients
-        // (dh_0 per layer) enter the encoder at each source's last step.
-        decoder.Backward(model, gradients, window, inject: default, dh0: dh0);
-        encoder.Backward(model, gradients, Source(window), inject: dh0, dh0: default);
+        // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step.
+        decoder.Backward(model, gradients, window, inject: StateGradients.None, initial: bridge);
+        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None);
     }
 
     private static TokenWindow Source(TokenWindow window) =>

@@ -4,6 +4,20 @@ using ILGPU;
 namespace GpuRnn;
 
 /// <summary>
+/// Gradients w.r.t. every layer's state at one end of a window, [L, B, H] each: h, and an LSTM's c
+/// (an invalid view for other cells). The bridge of an encoder–decoder: the decoder's initial-state
+/// gradients are what enters the encoder at each source's last true step.
+/// </summary>
+internal readonly record struct StateGradients(ArrayView<float> H, ArrayView<float> C)
+{
+    /// <summary>None.</summary>
+    public static StateGradients None => default;
+
+    /// <summary>True when there are any.</summary>
+    public bool IsValid => H.IsValid;
+}
+
+/// <summary>
 /// L layers of one cell run over the time steps of a window, forward and backward (DESIGN.md §3b): the
 /// only code with a loop over t. Owns the activations of one stack for windows of B sequences and up to
 /// T steps (allocated once; DESIGN.md §4): the input ids, each layer's states h_0 … h_T (and an LSTM's
@@ -28,7 +42,7 @@ internal sealed class RecurrentStack
     private readonly ArrayView<float> dH;            // [T, B, H] training: gradient w.r.t. the current layer's outputs
     private readonly ArrayView<float> dAx;           // [T, B, G] training: input-side pre-activation gradient
     private readonly ArrayView<float> dAh;           // [T, B, G] training: hh-side pre-activation gradient (GRU; else dAx)
-    private readonly ArrayView<float>[] carry;       // 2 × [B, H] training: direct-path gradient between steps (GRU, LSTM)
+    private readonly ArrayView<float> carry;         // [B, H] training: direct-path gradient between steps (GRU, LSTM)
     private readonly int[] hostOffsets, hostPositions, hostRows;
 
     /// <summary>Sizes (and, with an allocating <paramref name="buffers"/>, allocates) a stack's workspace.</summary>
@@ -73,12 +87,11 @@ internal sealed class RecurrentStack
             dH = buffers.Floats(p * hidden);
             dAx = buffers.Floats(p * g);
             dAh = cell.SeparateHhGradient ? buffers.Floats(p * g) : dAx;
-            carry = cell.HasCarry ? [buffers.Floats(bh), buffers.Floats(bh)] : [];
+            carry = cell.HasCarry ? buffers.Floats(bh) : default;
         }
         else
         {
             hostOffsets = hostPositions = [];
-            carry = [];
         }
     }
 
@@ -162,12 +175,13 @@ internal sealed class RecurrentStack
     /// <summary>
     /// Backpropagation through time, top layer first, into the parameter gradients
     /// <paramref name="gradients"/> [P] (overwritten). On entry <see cref="TopGradient"/> holds the
-    /// gradient w.r.t. the top layer's outputs, unless <paramref name="inject"/> [L, B, H] is given: then
-    /// each layer's output gradient also receives inject[layer] at each sequence's last true step (the
-    /// encoder of an encoder–decoder, whose top layer gets nothing else). With <paramref name="dh0"/>
-    /// [L, B, H], the gradient w.r.t. each layer's initial state is written there.
+    /// gradient w.r.t. the top layer's outputs, unless <paramref name="inject"/> is given: then each
+    /// layer's state at each sequence's last true step also receives inject[layer] (h through the
+    /// output gradient, an LSTM's c through the direct path; the encoder of an encoder–decoder, whose
+    /// top layer gets nothing else). With <paramref name="initial"/>, the gradients w.r.t. each layer's
+    /// initial state are written there.
     /// </summary>
-    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, ArrayView<float> inject, ArrayView<float> dh0)
+    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, StateGradients inject, StateGradients initial)
     {
         if (!Training)
             throw new InvalidOperationException("this stack was built for inference: it has no gradient buffers.");
@@ -179,27 +193,28 @@ internal sealed class RecurrentStack
         var dAhs = dAh.SubView(0, p * (long)cell.Width);
         var held = window.Padded ? lengths : default; // uploaded by the forward pass
         if (inject.IsValid)
-            k.LastStateBackward(p, b, hidden, lastRows, inject.SubView((layers - 1) * bh, bh), dHs);
+            k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs);
         var blocks = Blocks(model);
         for (int layer = layers - 1; layer >= 0; layer--)
         {
             var w = CellWeights.Of(model.Parameters, blocks[layer]);
             var keep = saved.Length == 0 ? default : saved[layer];
+            // An LSTM's c gets its injected gradient at the window's end through the direct path; held
+            // steps pass it down to each sequence's last true step.
+            var carryIn = inject.C.IsValid ? inject.C.SubView(layer * bh, bh) : default;
             for (int t = s - 1; t >= 0; t--)
             {
                 bool hasNext = t + 1 < s;
-                var next = hasNext ? t + 1 : 0; // not read at the last step
-                int write = t & 1, read = 1 - write;
-                cell.Backward(k, b, hasNext, w, dAhs.SubView(next * bg, bg), dHs.SubView(t * bh, bh), carry.Length > 0 ? carry[read] : default,
+                cell.Backward(k, b, hasNext, w, dAhs.SubView((hasNext ? t + 1 : 0) * bg, bg), dHs.SubView(t * bh, bh), hasNext ? carry : carryIn,
                     State(layer, t), State(layer, t + 1), CellState(layer, t), CellState(layer, t + 1), keep.IsValid ? keep.SubView(t * bs, bs) : default,
-                    dAxs.SubView(t * bg, bg), dAhs.SubView(t * bg, bg), carry.Length > 0 ? carry[write] : default, held, t);
+                    dAxs.SubView(t * bg, bg), dAhs.SubView(t * bg, bg), carry, held, t);
             }
-            if (dh0.IsValid)
-                cell.InitialStateGradient(k, b, w, dAhs.SubView(0, bg), carry.Length > 0 ? carry[0] : default, dh0.SubView(layer * bh, bh), default);
+            if (initial.IsValid)
+                cell.InitialStateGradient(k, b, w, dAhs.SubView(0, bg), carry, initial.H.SubView(layer * bh, bh), initial.C.IsValid ? initial.C.SubView(layer * bh, bh) : default);
             float beta = 0f;
             if (layer > 0 && inject.IsValid)
             {
-                k.LastStateBackward(p, b, hidden, lastRows, inject.SubView((layer - 1) * bh, bh), dHs);
+                k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layer - 1) * bh, bh), dHs);
                 beta = 1f; // the GEMM into dH_below adds to the injected gradient
             }
             cell.ParameterGradients(k, p, vocab, layer == 0, w, CellWeights.Of(gradients, blocks[layer]), dAxs, dAhs,

@@ -6,11 +6,18 @@ namespace GpuRnn.Tests.Kernels;
 [TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
 public sealed class EmbeddingTests(string spec) : DeviceFixture(spec)
 {
-    [TestCase(1, 1, 1)]
-    [TestCase(17, 3, 11)]
-    [TestCase(33, 17, 5)]
-    [TestCase(3, 65, 40)]
-    public void GatherAddsTheTokenColumnAndBothBiases(int positions, int hidden, int vocab)
+    /// <summary>
+    /// x[p, j] = W_ih[j, ids[p]] + b_ih[j] + b_hh[j], b_hh only on columns below bHhColumns (−1: the default, all):
+    /// 34 of 51 columns is a GRU with H = 17 (b_hr and b_hz folded, b_hn not).
+    /// </summary>
+    [TestCase(1, 1, 1, -1)]
+    [TestCase(17, 3, 11, -1)]
+    [TestCase(33, 17, 5, -1)]
+    [TestCase(3, 65, 40, -1)]
+    [TestCase(33, 51, 5, 34)]
+    [TestCase(17, 12, 11, 12)]
+    [TestCase(3, 4, 7, 0)]
+    public void GatherAddsTheTokenColumnAndBothBiases(int positions, int hidden, int vocab, int bHhColumns)
     {
         var rng = new Random(positions + hidden + vocab);
         var ids = Enumerable.Range(0, positions).Select(_ => rng.Next(vocab)).ToArray();
@@ -18,7 +25,11 @@ public sealed class EmbeddingTests(string spec) : DeviceFixture(spec)
         var bIh = TestData.Uniform(rng, hidden);
         var bHh = TestData.Uniform(rng, hidden);
         var x = Poisoned(positions * hidden);
-        K.EmbeddingForward(positions, hidden, vocab, Put(ids), Put(w), Put(bIh), Put(bHh), x);
+        if (bHhColumns < 0)
+            K.EmbeddingForward(positions, hidden, vocab, Put(ids), Put(w), Put(bIh), Put(bHh), x);
+        else
+            K.EmbeddingForward(positions, hidden, vocab, Put(ids), Put(w), Put(bIh), Put(bHh), x, bHhColumns);
+        double Folded(int h) => bHhColumns < 0 || h < bHhColumns ? bHh[h] : 0;
 
         var expected = new double[positions * hidden];
         var mag = new double[positions * hidden];
@@ -27,8 +38,8 @@ public sealed class EmbeddingTests(string spec) : DeviceFixture(spec)
             for (int h = 0; h < hidden; h++)
             {
                 double col = w[h * vocab + ids[p]]; // W_ih · onehot(ids[p]) is column ids[p]
-                expected[p * hidden + h] = col + bIh[h] + bHh[h];
-                mag[p * hidden + h] = Math.Abs(col) + Math.Abs(bIh[h]) + Math.Abs(bHh[h]);
+                expected[p * hidden + h] = col + bIh[h] + Folded(h);
+                mag[p * hidden + h] = Math.Abs(col) + Math.Abs(bIh[h]) + Math.Abs(Folded(h));
             }
         }
         AssertClose(Get(x), expected, i => 2 * U * mag[i], "embedding forward");

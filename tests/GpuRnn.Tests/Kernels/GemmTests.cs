@@ -75,8 +75,16 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
         Assert.That(large.Any(s => s.M % t.BlockRows == 0 && s.N % t.BlockColumns == 0), "exact tiles");
     }
 
-    [Test]
-    public void BiasesAreBroadcastOverRows([Values(1, 2)] int biasCount)
+    /// <summary>
+    /// Both biases broadcast over rows; bias2 only on the columns below bias2Columns (a GRU's hoisted input term
+    /// takes b_hr and b_hz but not b_hn): 33 = all columns (the default), 22 = the first two of three gate
+    /// blocks of H = 11, 0 = none.
+    /// </summary>
+    [TestCase(1, 33)]
+    [TestCase(2, 33)]
+    [TestCase(2, 22)]
+    [TestCase(2, 0)]
+    public void BiasesAreBroadcastOverRows(int biasCount, int bias2Columns)
     {
         const int m = 17, n = 33, k = 3;
         var rng = new Random(5);
@@ -86,8 +94,10 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
         var bias2 = TestData.Uniform(rng, n);
         var c = Poisoned(m * n);
         var s = new GemmShape(m, n, k, false, true);
-        if (biasCount == 2)
+        if (biasCount == 2 && bias2Columns == n)
             K.GemmBias(s, Put(a), Put(b), c, Put(bias1), Put(bias2));
+        else if (biasCount == 2)
+            K.GemmBias(s, Put(a), Put(b), c, Put(bias1), Put(bias2), bias2Columns);
         else
             K.GemmBias(s, Put(a), Put(b), c, Put(bias1));
 
@@ -97,11 +107,44 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
         {
             for (int j = 0; j < n; j++)
             {
-                expected[i * n + j] += bias1[j] + (biasCount == 2 ? bias2[j] : 0);
-                magnitude[i * n + j] += Math.Abs(bias1[j]) + Math.Abs(bias2[j]);
+                bool second = biasCount == 2 && j < bias2Columns;
+                expected[i * n + j] += bias1[j] + (second ? bias2[j] : 0);
+                magnitude[i * n + j] += Math.Abs(bias1[j]) + (second ? Math.Abs(bias2[j]) : 0);
             }
         }
         AssertClose(Get(c), expected, i => (k + 3) * U * magnitude[i], "GEMM + bias");
+    }
+
+    private static IEnumerable<TestCaseData> GateCases()
+    {
+        int[] sizes = [1, 3, 17, 33, 65];
+        foreach (int m in sizes)
+            foreach (int h in sizes)
+                foreach (int g in new[] { 3, 4 })
+                    foreach (bool transB in new[] { true, false })
+                        yield return new TestCaseData(m, h, g, transB);
+    }
+
+    /// <summary>
+    /// The gate tiling of the cells' forward step (register columns H apart, DESIGN.md §3a) computes the same
+    /// [M, g·H] product as the plain one: C = A [M, K] · op(B), with B stored as W_hh [g·H, K] (transposed, K = H,
+    /// the recurrent step) or [K, g·H] (K = 2H + 1); every element is written once (C starts as NaN), with the
+    /// GEMM bound of <see cref="MatchesReference"/>.
+    /// </summary>
+    [TestCaseSource(nameof(GateCases))]
+    public void GateTilingMatchesReference(int m, int hidden, int gates, bool transB)
+    {
+        int n = gates * hidden, k = transB ? hidden : 2 * hidden + 1;
+        var rng = new Random(m * 1000 + hidden * 10 + gates);
+        var a = TestData.Uniform(rng, (long)m * k);
+        var b = TestData.Uniform(rng, (long)k * n);
+        var s = new GemmShape(m, n, k, false, transB);
+        var c = Poisoned(m * n);
+        K.GemmGateTiled(s, hidden, Put(a), Put(b), c);
+
+        var expected = RefOps.Gemm(m, n, k, false, transB, 1, TestData.ToDouble(a), TestData.ToDouble(b), 0, []);
+        var magnitude = RefOps.Gemm(m, n, k, false, transB, 1, Abs(a), Abs(b), 0, []);
+        AssertClose(Get(c), expected, i => (k + 3) * U * magnitude[i] + 1e-30, $"gate-tiled GEMM M={m} H={hidden} g={gates} tB={transB}");
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using GpuRnn.Kernels;
 using GpuRnn.Tests.Reference;
 using NUnit.Framework;
 
@@ -25,7 +26,7 @@ public sealed class RecurrentTests(string spec) : DeviceFixture(spec)
         var w = TestData.Uniform(rng, h * h, 1.0 / Math.Sqrt(h));
         var x = TestData.Uniform(rng, b * h);
         var output = Poisoned(b * h);
-        K.RecurrentForward(b, h, Put(hPrev), Put(w), Put(x), output);
+        K.CellForward(CellKind.Elman, b, h, Put(hPrev), default, Put(w), default, Put(x), default, output, default);
 
         var z = RefOps.Gemm(b, h, h, false, true, 1, TestData.ToDouble(hPrev), TestData.ToDouble(w), 1, TestData.ToDouble(x));
         var mag = RefOps.Gemm(b, h, h, false, true, 1, GemmTests.Abs(hPrev), GemmTests.Abs(w), 1, GemmTests.Abs(x));
@@ -44,7 +45,7 @@ public sealed class RecurrentTests(string spec) : DeviceFixture(spec)
         var dH = TestData.Uniform(rng, b * h);
         var hv = TestData.Uniform(rng, b * h, 0.99);
         var dz = Poisoned(b * h);
-        K.RecurrentBackward(b, h, hasNext, Put(dzNext), Put(w), Put(dH), Put(hv), dz);
+        K.CellBackward(CellKind.Elman, b, h, hasNext, Put(dzNext), Put(w), Put(dH), default, default, Put(hv), default, default, default, dz, dz, default);
 
         var dzNextRef = hasNext ? TestData.ToDouble(dzNext) : new double[b * h];
         var sum = RefOps.Gemm(b, h, h, false, false, 1, dzNextRef, TestData.ToDouble(w), 1, TestData.ToDouble(dH));
@@ -66,14 +67,14 @@ public sealed class RecurrentTests(string spec) : DeviceFixture(spec)
         var x = TestData.Uniform(rng, b * h);
         var plain = Poisoned(b * h);
         var held = Poisoned(b * h);
-        K.RecurrentForward(b, h, Put(hPrev), Put(w), Put(x), plain);
-        K.RecurrentForward(b, h, Put(hPrev), Put(w), Put(x), held, Put(lengths), step);
+        K.CellForward(CellKind.Elman, b, h, Put(hPrev), default, Put(w), default, Put(x), default, plain, default);
+        K.CellForward(CellKind.Elman, b, h, Put(hPrev), default, Put(w), default, Put(x), default, held, default, Put(lengths), step);
         var dzNext = TestData.Uniform(rng, b * h);
         var dH = TestData.Uniform(rng, b * h);
         var dzPlain = Poisoned(b * h);
         var dzHeld = Poisoned(b * h);
-        K.RecurrentBackward(b, h, true, Put(dzNext), Put(w), Put(dH), Put(Get(plain)), dzPlain);
-        K.RecurrentBackward(b, h, true, Put(dzNext), Put(w), Put(dH), Put(Get(plain)), dzHeld, Put(lengths), step);
+        K.CellBackward(CellKind.Elman, b, h, true, Put(dzNext), Put(w), Put(dH), default, default, Put(Get(plain)), default, default, default, dzPlain, dzPlain, default);
+        K.CellBackward(CellKind.Elman, b, h, true, Put(dzNext), Put(w), Put(dH), default, default, Put(Get(plain)), default, default, default, dzHeld, dzHeld, default, Put(lengths), step);
         float[] hp = Get(plain), hh = Get(held), dp = Get(dzPlain), dh = Get(dzHeld);
         for (int row = 0; row < b; row++)
         {

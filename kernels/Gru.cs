@@ -1,0 +1,120 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuRnn.Kernels;
+
+/// <summary>
+/// Epilogue of the fused forward step of one GRU layer (DESIGN.md §2, PyTorch's gate order [r; z; n]):
+/// <c>r = σ(X_r + W_hr h'), z = σ(X_z + W_hz h'), hn = W_hn h' + b_hn, n = tanh(X_n + r ⊙ hn),
+/// h = n + z ⊙ (h' − n)</c> (= (1 − z) ⊙ n + z ⊙ h', written as PyTorch evaluates it). X [B, 3H] is the
+/// hoisted input term holding W_ih x + b_ih plus b_hr and b_hz, not b_hn, which sits inside r ⊙ (…).
+/// Run on the gate tiling: one thread gets the three hh-side pre-activations of unit u of row i.
+/// Saves r, z, n, hn in [B, 4H] for the backward step. A held row keeps h' and saves zeros.
+/// </summary>
+internal readonly struct GruForwardEpilogue(int hidden, ArrayView<float> hPrev, ArrayView<float> bHh, ArrayView<float> x,
+    ArrayView<float> saved, ArrayView<float> h, HeldRows held) : IGemmEpilogue
+{
+    private readonly int hidden = hidden;
+    private readonly ArrayView<float> hPrev = hPrev;
+    private readonly ArrayView<float> bHh = bHh;
+    private readonly ArrayView<float> x = x;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> h = h;
+    private readonly HeldRows held = held;
+
+    public void ApplyRow(GemmShape s, int i, int u, int stride, int count, float hr, float hz, float hhn, float unused)
+    {
+        int n1 = hidden;
+        long at = (long)i * n1 + u, xa = 3 * (long)i * n1 + u, sa = 4 * (long)i * n1 + u;
+        if (held.Holds(i))
+        {
+            h[at] = hPrev[at];
+            CellMath.Clear(saved, sa, n1, 4);
+            return;
+        }
+        float r = CellMath.Sigmoid(x[xa] + hr);
+        float z = CellMath.Sigmoid(x[xa + n1] + hz);
+        float hn = hhn + bHh[2 * n1 + u];
+        float n = CellMath.Tanh(x[xa + 2 * n1] + r * hn);
+        float hp = hPrev[at];
+        h[at] = n + z * (hp - n);
+        saved[sa] = r;
+        saved[sa + n1] = z;
+        saved[sa + 2 * n1] = n;
+        saved[sa + 3 * n1] = hn;
+    }
+}
+
+/// <summary>
+/// Epilogue of the fused backward step of one GRU layer, per unit u of row i, from
+/// <c>dh = dH + dAhNext·W_hh + carryNext</c> (the GEMM's dot is the middle term):
+/// <c>dn = dh ⊙ (1 − z)</c>, <c>dz = dh ⊙ (h' − n)</c>, direct path <c>carry = dh ⊙ z</c> into h';
+/// pre-activations <c>dA_n = dn ⊙ (1 − n²)</c> (input side), <c>dA_r = dA_n ⊙ hn ⊙ r(1 − r)</c>,
+/// <c>dA_z = dz ⊙ z(1 − z)</c>; the hh side differs only in n: <c>dAh_n = dA_n ⊙ r</c> (the gradient of
+/// W_hn h' + b_hn). Held rows get zeros everywhere.
+/// </summary>
+internal readonly struct GruBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> hPrev, ArrayView<float> saved,
+    ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
+{
+    private readonly int hasNext = hasNext;
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> carryNext = carryNext;
+    private readonly ArrayView<float> hPrev = hPrev;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> dAx = dAx;
+    private readonly ArrayView<float> dAh = dAh;
+    private readonly ArrayView<float> carry = carry;
+    private readonly HeldRows held = held;
+
+    public void ApplyRow(GemmShape s, int i, int j, int stride, int count, float v0, float v1, float v2, float v3) =>
+        GemmRows.Elementwise(this, s, i, j, stride, count, v0, v1, v2, v3);
+
+    public void Apply(GemmShape s, int i, int u, float dot)
+    {
+        int n1 = s.N;
+        long at = (long)i * n1 + u, ga = 3 * (long)i * n1 + u, sa = 4 * (long)i * n1 + u;
+        if (held.Holds(i))
+        {
+            CellMath.Clear(dAx, ga, n1, 3);
+            CellMath.Clear(dAh, ga, n1, 3);
+            carry[at] = 0f;
+            return;
+        }
+        float dh = dH[at] + dot;
+        if (hasNext != 0)
+            dh += carryNext[at];
+        float r = saved[sa], z = saved[sa + n1], n = saved[sa + 2 * n1], hn = saved[sa + 3 * n1];
+        float dan = dh * (1f - z) * (1f - n * n);
+        float dar = dan * hn * r * (1f - r);
+        float daz = dh * (hPrev[at] - n) * z * (1f - z);
+        dAx[ga] = dar;
+        dAx[ga + n1] = daz;
+        dAx[ga + 2 * n1] = dan;
+        dAh[ga] = dar;
+        dAh[ga + n1] = daz;
+        dAh[ga + 2 * n1] = dan * r;
+        carry[at] = dh * z;
+    }
+}
+
+public sealed partial class DeviceKernels
+{
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, GruForwardEpilogue> gruForward = null!;
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, GruBackwardEpilogue> gruBackward = null!;
+
+    private void LoadGru()
+    {
+        gruForward = LoadGemmKernel<GruForwardEpilogue>();
+        gruBackward = LoadGemmKernel<GruBackwardEpilogue>();
+    }
+
+    /// <summary>GRU forward step, s = hPrev [B, H] · W_hhᵀ → [B, 3H] on the gate tiling.</summary>
+    private void GruForward(GemmShape s, int hidden, ArrayView<float> hPrev, ArrayView<float> wHh, ArrayView<float> bHh, ArrayView<float> x,
+        ArrayView<float> saved, ArrayView<float> h, HeldRows held) =>
+        LaunchGated(gruForward, s, hidden, hPrev, wHh, new GruForwardEpilogue(hidden, hPrev, bHh, x, saved, h, held));
+
+    /// <summary>GRU backward step, s = dAhNext [B, 3H] · W_hh → [B, H] (K = 0 without a next step).</summary>
+    private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+        ArrayView<float> hPrev, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) =>
+        LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
+}

@@ -1,0 +1,118 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuRnn.Kernels;
+
+/// <summary>
+/// Epilogue of the fused forward step of one LSTM layer (DESIGN.md §2, PyTorch's gate order [i; f; g; o]):
+/// <c>i, f, g, o = σ, σ, tanh, σ of (X + W_hh h')</c>, <c>c = f ⊙ c' + i ⊙ g</c>, <c>h = o ⊙ tanh(c)</c>.
+/// X [B, 4H] is the hoisted input term with both biases folded in. Run on the gate tiling: one thread gets
+/// the four hh-side pre-activations of unit u of row i. Saves i, f, g, o in [B, 4H] for the backward
+/// step. A held row keeps h' and c' and saves zeros.
+/// </summary>
+internal readonly struct LstmForwardEpilogue(int hidden, ArrayView<float> hPrev, ArrayView<float> cPrev, ArrayView<float> x,
+    ArrayView<float> saved, ArrayView<float> h, ArrayView<float> c, HeldRows held) : IGemmEpilogue
+{
+    private readonly int hidden = hidden;
+    private readonly ArrayView<float> hPrev = hPrev;
+    private readonly ArrayView<float> cPrev = cPrev;
+    private readonly ArrayView<float> x = x;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> h = h;
+    private readonly ArrayView<float> c = c;
+    private readonly HeldRows held = held;
+
+    public void ApplyRow(GemmShape s, int i, int u, int stride, int count, float hi, float hf, float hg, float ho)
+    {
+        int n1 = hidden;
+        long at = (long)i * n1 + u, ga = 4 * (long)i * n1 + u;
+        if (held.Holds(i))
+        {
+            h[at] = hPrev[at];
+            c[at] = cPrev[at];
+            CellMath.Clear(saved, ga, n1, 4);
+            return;
+        }
+        float ig = CellMath.Sigmoid(x[ga] + hi);
+        float fg = CellMath.Sigmoid(x[ga + n1] + hf);
+        float gg = CellMath.Tanh(x[ga + 2 * n1] + hg);
+        float og = CellMath.Sigmoid(x[ga + 3 * n1] + ho);
+        float cv = fg * cPrev[at] + ig * gg;
+        c[at] = cv;
+        h[at] = og * CellMath.Tanh(cv);
+        saved[ga] = ig;
+        saved[ga + n1] = fg;
+        saved[ga + 2 * n1] = gg;
+        saved[ga + 3 * n1] = og;
+    }
+}
+
+/// <summary>
+/// Epilogue of the fused backward step of one LSTM layer, per unit u of row i, from
+/// <c>dh = dH + dAhNext·W_hh</c> (the GEMM's dot is the second term):
+/// <c>dc = dh ⊙ o ⊙ (1 − tanh² c) + carryNext</c>, <c>do = dh ⊙ tanh c</c>, <c>di = dc ⊙ g</c>,
+/// <c>df = dc ⊙ c'</c>, <c>dg = dc ⊙ i</c>, direct path <c>carry = dc ⊙ f</c> into c'; the pre-activation
+/// gradients multiply by σ' = σ(1 − σ) and tanh' = 1 − g². Both sides of the gates share them (dAh = dAx).
+/// Held rows get zeros.
+/// </summary>
+internal readonly struct LstmBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> cPrev, ArrayView<float> c,
+    ArrayView<float> saved, ArrayView<float> dA, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
+{
+    private readonly int hasNext = hasNext;
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> carryNext = carryNext;
+    private readonly ArrayView<float> cPrev = cPrev;
+    private readonly ArrayView<float> c = c;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> dA = dA;
+    private readonly ArrayView<float> carry = carry;
+    private readonly HeldRows held = held;
+
+    public void ApplyRow(GemmShape s, int i, int j, int stride, int count, float v0, float v1, float v2, float v3) =>
+        GemmRows.Elementwise(this, s, i, j, stride, count, v0, v1, v2, v3);
+
+    public void Apply(GemmShape s, int i, int u, float dot)
+    {
+        int n1 = s.N;
+        long at = (long)i * n1 + u, ga = 4 * (long)i * n1 + u;
+        if (held.Holds(i))
+        {
+            CellMath.Clear(dA, ga, n1, 4);
+            carry[at] = 0f;
+            return;
+        }
+        float dh = dH[at] + dot;
+        float ig = saved[ga], fg = saved[ga + n1], gg = saved[ga + 2 * n1], og = saved[ga + 3 * n1];
+        float tc = CellMath.Tanh(c[at]);
+        float dc = dh * og * (1f - tc * tc);
+        if (hasNext != 0)
+            dc += carryNext[at];
+        dA[ga] = dc * gg * ig * (1f - ig);
+        dA[ga + n1] = dc * cPrev[at] * fg * (1f - fg);
+        dA[ga + 2 * n1] = dc * ig * (1f - gg * gg);
+        dA[ga + 3 * n1] = dh * tc * og * (1f - og);
+        carry[at] = dc * fg;
+    }
+}
+
+public sealed partial class DeviceKernels
+{
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, LstmForwardEpilogue> lstmForward = null!;
+    private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, LstmBackwardEpilogue> lstmBackward = null!;
+
+    private void LoadLstm()
+    {
+        lstmForward = LoadGemmKernel<LstmForwardEpilogue>();
+        lstmBackward = LoadGemmKernel<LstmBackwardEpilogue>();
+    }
+
+    /// <summary>LSTM forward step, s = hPrev [B, H] · W_hhᵀ → [B, 4H] on the gate tiling.</summary>
+    private void LstmForward(GemmShape s, int hidden, ArrayView<float> hPrev, ArrayView<float> cPrev, ArrayView<float> wHh, ArrayView<float> x,
+        ArrayView<float> saved, ArrayView<float> h, ArrayView<float> c, HeldRows held) =>
+        LaunchGated(lstmForward, s, hidden, hPrev, wHh, new LstmForwardEpilogue(hidden, hPrev, cPrev, x, saved, h, c, held));
+
+    /// <summary>LSTM backward step, s = dAhNext [B, 4H] · W_hh → [B, H] (K = 0 without a next step); writes dAx only (dAh = dAx).</summary>
+    private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+        ArrayView<float> cPrev, ArrayView<float> c, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> carry, HeldRows held) =>
+        LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
+}
