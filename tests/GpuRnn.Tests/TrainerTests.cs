@@ -154,7 +154,24 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
     /// boxed argument of 64 B or more per launch fails it; the eager argument-check strings did).
     /// The work threads of the CPU accelerator allocate too (per group); they are ILGPU's and not counted.
     /// </summary>
-    private const long CpuBytesPerLaunch = 240, CpuBytesPerCopy = 80, AllocationSlack = 256, GpuBytesPerStep = 1024;
+    internal const long CpuBytesPerLaunch = 240, CpuBytesPerCopy = 80, AllocationSlack = 256, GpuBytesPerStep = 1024;
+
+    /// <summary>
+    /// Managed bytes allocated on the calling thread, and launches, per step over <paramref name="steps"/>
+    /// steady-state steps of <paramref name="trainer"/>, after three that allocate the workspace, compile and warm up.
+    /// </summary>
+    internal static (long BytesPerStep, long LaunchesPerStep) SteadyAllocation(GpuDevice device, Trainer trainer, StreamBatcher batcher, int steps)
+    {
+        for (int i = 0; i < 3; i++)
+            trainer.Step(batcher.Next(), readLoss: false);
+        device.Accelerator.Synchronize();
+        var k = device.Kernels;
+        long launches = k.Launches;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < steps; i++)
+            trainer.Step(batcher.Next(), readLoss: false);
+        return ((GC.GetAllocatedBytesForCurrentThread() - before) / steps, (k.Launches - launches) / steps);
+    }
 
     [Test]
     public void SteadyStepAllocatesNoManagedMemoryOfItsOwn()
@@ -163,16 +180,7 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
         using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, 1), seed: 1);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
         var batcher = new StreamBatcher(Enumerable.Range(0, 2000).Select(i => i % vocab).ToArray(), B, T);
-        for (int i = 0; i < 3; i++)
-            trainer.Step(batcher.Next(), readLoss: false); // allocates the activations, compiles, warms up
-        Device.Accelerator.Synchronize();
-        var k = Device.Kernels;
-        long launches = k.Launches;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < steps; i++)
-            trainer.Step(batcher.Next(), readLoss: false);
-        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / steps;
-        long launchesPerStep = (k.Launches - launches) / steps;
+        var (perStep, launchesPerStep) = SteadyAllocation(Device, trainer, batcher, steps);
         const long copiesPerStep = 4; // ids, targets, the scatter offsets and positions
         long bound = Device.Info.Kind == DeviceKind.Cpu
             ? launchesPerStep * CpuBytesPerLaunch + copiesPerStep * CpuBytesPerCopy + AllocationSlack
