@@ -130,7 +130,7 @@ static object Validate(GpuDevice device, int vocab, int layers, GpuRnn.Kernels.C
     }
     trainer.ComputeGradients(window);
     float loss = trainer.ReadLoss();
-    var reference = GpuRnn.Tests.Reference.RefModel.FromFloats(vocab, h, layers, model.Layout.Tensors.ToDictionary(x => x.Name, x => model.GetTensor(x.Name)));
+    var reference = GpuRnn.Tests.Reference.RefModel.FromFloats(vocab, h, layers, model.Layout.Tensors.ToDictionary(x => x.Name, x => model.GetTensor(x.Name)), cell);
     double expected = GpuRnn.Tests.Reference.RefRnn.Loss(reference, inputs, targets);
     double tolerance = (device.Info.Kind == DeviceKind.Cuda ? 1e-3 : 1e-5) * expected;
     if (!(Math.Abs(loss - expected) <= tolerance))

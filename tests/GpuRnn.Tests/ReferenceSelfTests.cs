@@ -1,3 +1,4 @@
+using GpuRnn.Kernels;
 using GpuRnn.Tests.Reference;
 using NUnit.Framework;
 
@@ -40,28 +41,160 @@ public sealed class ReferenceSelfTests
         RefResult r = RefRnn.ForwardBackward(m, inputs, targets, h0);
         Assert.That(RefRnn.Loss(m, inputs, targets, h0), Is.EqualTo(r.Loss).Within(Exact), "Loss() and ForwardBackward() disagree");
 
-        foreach (var (name, shape) in RefModel.Layout(V, H, layers))
+        AssertFiniteDifferences(m.Params, r.Grads, () => RefRnn.Loss(m, inputs, targets, h0), "");
+    }
+
+    // ---------------------------------------------------------------- 1b. every cell, one reference stack
+
+    private static IEnumerable<TestCaseData> CellCases() =>
+        from cell in new[] { CellKind.Elman, CellKind.Gru, CellKind.Lstm }
+        from layers in new[] { 1, 2 }
+        from padded in new[] { false, true }
+        select new TestCaseData(cell, layers, padded);
+
+    /// <summary>
+    /// The language model of each cell, L = 1 and 2, from given h0 (and c0), against central differences.
+    /// Padded: rows end after 2 and 0 of the 4 steps and hold their state; some targets at held steps stay
+    /// counted, so their loss depends on the held state and its gradient must flow back through the held steps.
+    /// </summary>
+    [TestCaseSource(nameof(CellCases))]
+    public void CellGradientsMatchFiniteDifferences(CellKind cell, int layers, bool padded)
+    {
+        const int V = 6, H = 4, B = 3, S = 4;
+        var rng = new Random(4321 + ((int)cell * 10) + layers + (padded ? 100 : 0));
+        RefModel m = RandomModel(V, H, layers, rng, cell);
+        var (inputs, targets) = RandomBatch(V, B, S, rng);
+        targets[0, 1] = -1;
+        double[][] h0 = RandomH0(layers, B, H, rng);
+        double[][]? c0 = cell == CellKind.Lstm ? RandomH0(layers, B, H, rng) : null;
+        int[]? lengths = padded ? [S, 2, 0] : null;
+
+        RefResult r = RefRnn.ForwardBackward(m, inputs, targets, h0, c0, lengths);
+        Assert.That(RefRnn.Loss(m, inputs, targets, h0, c0, lengths), Is.EqualTo(r.Loss).Within(Exact), "Loss() and ForwardBackward() disagree");
+        if (padded)
         {
-            double[] p = m.Params[name];
-            double[] g = r.Grads[name];
-            Assert.That(g, Has.Length.EqualTo(p.Length), name);
-            // Guard against a vacuous pass: every tensor must receive a real gradient somewhere.
-            Assert.That(g.Max(Math.Abs), Is.GreaterThan(1e-4), $"{name} gradient is (nearly) all zero");
+            for (int k = 0; k < layers; k++)
+                Assert.That(r.HFinal[k].Skip(2 * H), Is.EqualTo(h0[k].Skip(2 * H)), "a row of length 0 keeps its initial state");
+        }
+        AssertFiniteDifferences(m.Params, r.Grads, () => RefRnn.Loss(m, inputs, targets, h0, c0, lengths), $"{cell} L={layers} ");
+    }
 
-            for (int i = 0; i < p.Length; i++)
+    /// <summary>
+    /// One stack on a padded sequence (3 of 5 steps true) with a loss on the top outputs AND on every layer's final
+    /// h and c (what a classifier and an encoder–decoder put there): the parameter gradients and the gradients
+    /// of the initial h0, c0 (what an encoder receives from its decoder) against central differences.
+    /// </summary>
+    [TestCaseSource(nameof(CellCases))]
+    public void StackStateGradientsMatchFiniteDifferences(CellKind cell, int layers, bool padded)
+    {
+        const int V = 5, H = 3, N = 5;
+        var rng = new Random(99 + ((int)cell * 10) + layers + (padded ? 100 : 0));
+        var p = RandomModel(V, H, layers, rng, cell).Params;
+        int[] seq = [.. Enumerable.Range(0, N).Select(_ => rng.Next(V))];
+        int? length = padded ? 3 : null;
+        var h0 = RandomH0(layers, 1, H, rng);
+        var c0 = RandomH0(layers, 1, H, rng);
+        var wTop = RandomH0(N, 1, H, rng);   // loss weights on the top outputs
+        var wH = RandomH0(layers, 1, H, rng); // … on each final h
+        var wC = RandomH0(layers, 1, H, rng); // … on each final c
+        var stack = new RefStack(cell, "rnn.", V, H, layers);
+        double Loss()
+        {
+            var run = stack.Forward(p, seq, h0, c0, length);
+            double sum = 0;
+            for (int j = 0; j < H; j++)
             {
-                double saved = p[i];
-                p[i] = saved + FdEps;
-                double plus = RefRnn.Loss(m, inputs, targets, h0);
-                p[i] = saved - FdEps;
-                double minus = RefRnn.Loss(m, inputs, targets, h0);
-                p[i] = saved;
+                for (int t = 0; t < N; t++)
+                    sum += wTop[t][j] * run.TopOutput(t)[j];
+                for (int k = 0; k < layers; k++)
+                    sum += wH[k][j] * run.FinalH(k)[j] + wC[k][j] * run.FinalC(k)[j];
+            }
+            return sum;
+        }
 
-                double numeric = (plus - minus) / (2 * FdEps);
-                double tol = FdRelTol * Math.Max(Math.Abs(numeric), Math.Abs(g[i])) + FdAbsTol;
-                Assert.That(g[i], Is.EqualTo(numeric).Within(tol), $"{name}[{i}] (shape [{string.Join(",", shape)}])");
+        var g = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
+        var (dH0, dC0) = stack.Backward(p, g, stack.Forward(p, seq, h0, c0, length), wTop, wH, wC);
+        g.Remove("decoder.weight");
+        g.Remove("decoder.bias");
+        for (int k = 0; k < layers; k++)
+        {
+            g[$"h0_l{k}"] = dH0[k];
+            g[$"c0_l{k}"] = dC0[k];
+        }
+        var values = g.Keys.ToDictionary(name => name, name => name.StartsWith("h0_") ? h0[name[^1] - '0'] : name.StartsWith("c0_") ? c0[name[^1] - '0'] : p[name]);
+        if (cell != CellKind.Lstm)
+        {
+            // Without a cell state, c0 reaches nothing and the final c is 0: both gradients are exactly zero.
+            for (int k = 0; k < layers; k++)
+            {
+                Assert.That(dC0[k], Is.All.EqualTo(0.0), "dc0 without a cell state");
+                g.Remove($"c0_l{k}");
             }
         }
+        AssertFiniteDifferences(values, g, Loss, $"{cell} L={layers} ");
+    }
+
+    /// <summary>
+    /// The encoder–decoder of each cell: the encoder's only gradient arrives through the decoder's initial states
+    /// (h, and c for an LSTM), so every encoder tensor checks those state gradients.
+    /// </summary>
+    [TestCase(CellKind.Gru, 1)]
+    [TestCase(CellKind.Gru, 2)]
+    [TestCase(CellKind.Lstm, 1)]
+    [TestCase(CellKind.Lstm, 2)]
+    [TestCase(CellKind.Elman, 2)]
+    public void EncoderDecoderGradientsMatchFiniteDifferences(CellKind cell, int layers)
+    {
+        const int V = 6, H = 3;
+        var rng = new Random(7 + ((int)cell * 10) + layers);
+        var p = new Dictionary<string, double[]>();
+        foreach (var (name, shape) in RefModel.StackLayout("encoder.rnn.", V, H, layers, cell)
+            .Concat(RefModel.StackLayout("decoder.rnn.", V, H, layers, cell))
+            .Append(("decoder.out.weight", [V, H])).Append(("decoder.out.bias", [V])))
+        {
+            p[name] = [.. Enumerable.Range(0, RefModel.Count(shape)).Select(_ => rng.NextDouble() - 0.5)];
+        }
+        int[] source = [4, 5, 1, 4], target = [1, 5];
+        var (_, _, grads) = RefSeq2Seq.ForwardBackward(p, V, H, layers, source, target, 2, 3, cell);
+        AssertFiniteDifferences(p, grads, () => RefSeq2Seq.ForwardBackward(p, V, H, layers, source, target, 2, 3, cell).Loss, $"{cell} L={layers} ");
+    }
+
+    /// <summary>
+    /// One step of a GRU and of an LSTM with H = 1, written out by hand from DESIGN.md §2, so the gate order
+    /// ([r; z; n], [i; f; g; o]), the place of b_hn and the state update are pinned (finite differences cannot
+    /// tell a consistently misplaced gate).
+    /// </summary>
+    [Test]
+    public void HandComputedGatedSteps()
+    {
+        static double Sig(double a) => 1 / (1 + Math.Exp(-a));
+        // GRU, V = 2, token 1, h0 = 0.3: rows of W_ih [3, 2], W_hh [3, 1], biases [3] in the order r, z, n.
+        var gru = new RefModel(2, 1, 1, CellKind.Gru);
+        gru.Params["rnn.weight_ih_l0"] = [0.1, 0.2, -0.3, 0.4, 0.5, -0.6];
+        gru.Params["rnn.weight_hh_l0"] = [0.7, -0.8, 0.9];
+        gru.Params["rnn.bias_ih_l0"] = [0.01, 0.02, 0.03];
+        gru.Params["rnn.bias_hh_l0"] = [-0.04, 0.05, -0.06];
+        double h0 = 0.3;
+        double r = Sig(0.2 + 0.01 + 0.7 * h0 - 0.04);
+        double z = Sig(0.4 + 0.02 - 0.8 * h0 + 0.05);
+        double n = Math.Tanh(-0.6 + 0.03 + r * (0.9 * h0 - 0.06));
+        double expected = (1 - z) * n + z * h0;
+        var rg = RefRnn.ForwardBackward(gru, new[,] { { 1 } }, new[,] { { 0 } }, [[h0]]);
+        Assert.That(rg.HFinal[0][0], Is.EqualTo(expected).Within(Exact), "GRU h");
+
+        // LSTM, token 0, h0 = -0.2, c0 = 0.5: rows in the order i, f, g, o.
+        var lstm = new RefModel(2, 1, 1, CellKind.Lstm);
+        lstm.Params["rnn.weight_ih_l0"] = [0.1, 9, 0.2, 9, 0.3, 9, 0.4, 9]; // column 1 is never read
+        lstm.Params["rnn.weight_hh_l0"] = [0.5, -0.6, 0.7, -0.8];
+        lstm.Params["rnn.bias_ih_l0"] = [0.01, 0.02, 0.03, 0.04];
+        lstm.Params["rnn.bias_hh_l0"] = [0.05, 0.06, 0.07, 0.08];
+        double hp = -0.2, cp = 0.5;
+        double i = Sig(0.1 + 0.01 + 0.05 + 0.5 * hp), f = Sig(0.2 + 0.02 + 0.06 - 0.6 * hp);
+        double gg = Math.Tanh(0.3 + 0.03 + 0.07 + 0.7 * hp), o = Sig(0.4 + 0.04 + 0.08 - 0.8 * hp);
+        double c = f * cp + i * gg;
+        var rl = RefRnn.ForwardBackward(lstm, new[,] { { 0 } }, new[,] { { 1 } }, [[hp]], [[cp]]);
+        Assert.That(rl.CFinal[0][0], Is.EqualTo(c).Within(Exact), "LSTM c");
+        Assert.That(rl.HFinal[0][0], Is.EqualTo(o * Math.Tanh(c)).Within(Exact), "LSTM h");
     }
 
     [Test]
@@ -212,18 +345,7 @@ public sealed class ReferenceSelfTests
         Assert.That(dLogits.Skip(V).Take(V), Is.All.EqualTo(0.0), "ignored row has no gradient");
 
         double Objective() => scale * RefOps.SoftmaxCrossEntropy(logits, R, V, targets, scale).RowLoss.Sum();
-        for (int i = 0; i < logits.Length; i++)
-        {
-            double saved = logits[i];
-            logits[i] = saved + FdEps;
-            double plus = Objective();
-            logits[i] = saved - FdEps;
-            double minus = Objective();
-            logits[i] = saved;
-            double numeric = (plus - minus) / (2 * FdEps);
-            double tol = FdRelTol * Math.Max(Math.Abs(numeric), Math.Abs(dLogits[i])) + FdAbsTol;
-            Assert.That(dLogits[i], Is.EqualTo(numeric).Within(tol), $"dlogits[{i}]");
-        }
+        AssertFiniteDifferences(new() { ["dlogits"] = logits }, new() { ["dlogits"] = dLogits }, Objective, "");
     }
 
     [Test]
@@ -382,10 +504,38 @@ public sealed class ReferenceSelfTests
 
     // ---------------------------------------------------------------- helpers
 
-    private static RefModel RandomModel(int vocab, int hidden, int layers, Random rng)
+    /// <summary>
+    /// Central differences of <paramref name="loss"/> w.r.t. every element of every tensor in <paramref name="grads"/>
+    /// (perturbing the same-named array of <paramref name="values"/>) against the analytic gradient.
+    /// </summary>
+    private static void AssertFiniteDifferences(Dictionary<string, double[]> values, Dictionary<string, double[]> grads, Func<double> loss, string what)
     {
-        var m = new RefModel(vocab, hidden, layers);
-        foreach (var (name, _) in RefModel.Layout(vocab, hidden, layers))
+        foreach (var (name, g) in grads)
+        {
+            double[] p = values[name];
+            Assert.That(g, Has.Length.EqualTo(p.Length), name);
+            // Guard against a vacuous pass: every tensor must receive a real gradient somewhere.
+            Assert.That(g.Max(Math.Abs), Is.GreaterThan(1e-4), $"{what}{name} gradient is (nearly) all zero");
+            for (int i = 0; i < p.Length; i++)
+            {
+                double saved = p[i];
+                p[i] = saved + FdEps;
+                double plus = loss();
+                p[i] = saved - FdEps;
+                double minus = loss();
+                p[i] = saved;
+
+                double numeric = (plus - minus) / (2 * FdEps);
+                double tol = FdRelTol * Math.Max(Math.Abs(numeric), Math.Abs(g[i])) + FdAbsTol;
+                Assert.That(g[i], Is.EqualTo(numeric).Within(tol), $"{what}{name}[{i}]");
+            }
+        }
+    }
+
+    private static RefModel RandomModel(int vocab, int hidden, int layers, Random rng, CellKind cell = CellKind.Elman)
+    {
+        var m = new RefModel(vocab, hidden, layers, cell);
+        foreach (var (name, _) in RefModel.Layout(vocab, hidden, layers, cell))
         {
             double[] p = m.Params[name];
             for (int i = 0; i < p.Length; i++) p[i] = rng.NextDouble() - 0.5; // uniform(-0.5, 0.5)

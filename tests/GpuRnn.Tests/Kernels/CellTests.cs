@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuRnn.Kernels;
 using GpuRnn.Tests.Reference;
 using ILGPU;
@@ -216,6 +217,61 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
             carryNext = carryGot;
         }
     }
+
+    /// <summary>
+    /// Each step is ONE counted launch (DESIGN.md §3a), and the launchers allocate nothing of their own. What a
+    /// launch does allocate is ILGPU's: measured on this machine, a CPU-accelerator launch allocates a fixed
+    /// amount plus the size of its epilogue argument (it is boxed), so a cell step may allocate what a plain
+    /// GEMM launch allocates, measured here on the same device, plus the difference of the epilogue sizes.
+    /// </summary>
+    [TestCase(CellKind.Elman)]
+    [TestCase(CellKind.Gru)]
+    [TestCase(CellKind.Lstm)]
+    public void EachStepIsOneCountedLaunchThatAllocatesNothingOfItsOwn(CellKind cell)
+    {
+        const int b = 3, h = 5, repeats = 10;
+        int gh = (int)cell * h;
+        var state = Put(new float[b * h]);
+        var wide = Put(new float[b * gh]);
+        var saved = Put(new float[b * 4 * h]);
+        var w = Put(new float[gh * h]);
+        var bias = Put(new float[gh]);
+        var output = Put(new float[b * h]);
+        var carry = Put(new float[b * h]);
+        var dAx = Put(new float[b * gh]);
+        var dAh = Put(new float[b * gh]);
+        var lengths = Put(new[] { 1, 2, 3 });
+        var gemm = new GemmShape(b, h, h, transA: false, transB: true);
+        long Bytes(Action launch)
+        {
+            launch(); // warm the launch path
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < repeats; i++)
+                launch();
+            return (GC.GetAllocatedBytesForCurrentThread() - before) / repeats;
+        }
+
+        long launches = K.Launches;
+        long plain = Bytes(() => K.Gemm(gemm, 1f, state, w, 0f, output));
+        long forward = Bytes(() => K.CellForward(cell, b, h, state, state, w, bias, wide, saved, output, carry, lengths, 1));
+        long backward = Bytes(() => K.CellBackward(cell, b, h, true, wide, w, state, carry, state, state, state, state, saved, dAx, cell == CellKind.Gru ? dAh : dAx, carry, lengths, 1));
+        Device.Accelerator.Synchronize();
+        Assert.That(K.Launches - launches, Is.EqualTo(3 * (repeats + 1)), "one counted launch per call");
+        var (forwardSize, backwardSize) = cell switch
+        {
+            CellKind.Elman => (Unsafe.SizeOf<ElmanForwardEpilogue>(), Unsafe.SizeOf<ElmanBackwardEpilogue>()),
+            CellKind.Gru => (Unsafe.SizeOf<GruForwardEpilogue>(), Unsafe.SizeOf<GruBackwardEpilogue>()),
+            CellKind.Lstm => (Unsafe.SizeOf<LstmForwardEpilogue>(), Unsafe.SizeOf<LstmBackwardEpilogue>()),
+            _ => throw new ArgumentOutOfRangeException(nameof(cell)),
+        };
+        int gemmSize = Unsafe.SizeOf<GemmEpilogue>();
+        TestContext.Out.WriteLine($"{Spec} {cell}: managed B per launch: GEMM {plain}, forward {forward}, backward {backward}");
+        Assert.That(forward, Is.LessThanOrEqualTo(plain + forwardSize - gemmSize + LaunchSlack), "managed bytes of a forward step");
+        Assert.That(backward, Is.LessThanOrEqualTo(plain + backwardSize - gemmSize + LaunchSlack), "managed bytes of a backward step");
+    }
+
+    // The per-launch measurement of ILGPU's own allocation varies by a few bytes between runs.
+    private const long LaunchSlack = 16;
 
     /// <summary>A launch whose views are too small names the view; an unknown cell kind is refused.</summary>
     [Test]

@@ -1,8 +1,10 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn.Tests.Reference;
 
 /// <summary>
-/// Many-to-one reference, one unpadded sequence at a time, plain loops in double: the Elman stack
-/// reads the tokens, the decoder <c>Linear(H, C)</c> reads the top layer's state after the LAST
+/// Many-to-one reference, one unpadded sequence at a time, plain loops in double: the stack (of
+/// the given cell, Elman by default) reads the tokens, the decoder <c>Linear(H, C)</c> reads the top layer's state after the LAST
 /// token, and the loss is the cross-entropy of the label. Written from the equations, sharing no
 /// code with the engine. Parameters by PyTorch name, decoder.weight [C, H], decoder.bias [C].
 /// </summary>
@@ -10,11 +12,12 @@ public static class RefClassifier
 {
     /// <summary>Loss and its gradient for one sequence x_0 … x_{n−1} and its label.</summary>
     public static (double Loss, Dictionary<string, double[]> Grads, double[] Logits) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int classes, int[] seq, int label)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int classes, int[] seq, int label, CellKind cell = CellKind.Elman)
     {
         int n = seq.Length;
-        var hs = RefStack.Forward(p, "rnn.", vocab, hidden, layers, seq, null); // hs[k][t + 1] = h_t of layer k
-        var last = hs[layers - 1][n]; // [H]
+        var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
+        var run = stack.Forward(p, seq);
+        var last = run.FinalH(layers - 1); // [H]
         var w = p["decoder.weight"];   // [C, H]
         var logits = new double[classes];
         for (int c = 0; c < classes; c++)
@@ -42,7 +45,7 @@ public static class RefClassifier
         // Only the top layer's last step receives a gradient from the decoder.
         var dTop = Enumerable.Range(0, n).Select(_ => new double[hidden]).ToArray();
         dTop[n - 1] = dLast;
-        RefStack.Backward(p, g, "rnn.", vocab, hidden, layers, seq, hs, dTop, null);
+        stack.Backward(p, g, run, dTop);
         return (loss, g, logits);
     }
 }

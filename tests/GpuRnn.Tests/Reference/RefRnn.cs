@@ -1,35 +1,43 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn.Tests.Reference;
 
 /// <summary>
 /// Result of one reference forward + backward pass.
 /// Loss: mean cross-entropy over the non-ignored targets.
 /// Grads: d Loss / d parameter, by PyTorch name, same shapes as <see cref="RefModel.Params"/>.
-/// HFinal: per layer [B*H], the hidden state after the last time step.
+/// HFinal: per layer [B*H], the hidden state after the last time step (a padded row's: after its last true step).
 /// Logits: [S, B, V] flattened, TIME-MAJOR (row r = t*B + b), matching the kernel layout.
 /// </summary>
-public sealed record RefResult(double Loss, Dictionary<string, double[]> Grads, double[][] HFinal, double[] Logits);
+public sealed record RefResult(double Loss, Dictionary<string, double[]> Grads, double[][] HFinal, double[] Logits)
+{
+    /// <summary>Per layer [B*H], the cell state after the last time step (zeros unless the model is an LSTM).</summary>
+    public double[][] CFinal { get; init; } = [];
+}
 
 /// <summary>
-/// Plain-loop double-precision Elman RNN language model (tanh), forward and full backpropagation
-/// through time over one window. Equations, per layer k and step t:
-///   h^k_t = tanh(W_ih^k x^k_t + b_ih^k + W_hh^k h^k_{t-1} + b_hh^k),  x^0_t = onehot(token), x^k_t = h^{k-1}_t
+/// Plain-loop double-precision RNN language model (the model's cell: Elman, GRU or LSTM), forward and full
+/// backpropagation through time over one window. Per layer k and step t:
+///   (h^k_t, c^k_t) = cell(W_ih^k x^k_t + b_ih^k, W_hh^k h^k_{t-1} + b_hh^k, h^k_{t-1}, c^k_{t-1}),
+///   x^0_t = onehot(token), x^k_t = h^{k-1}_t (see <see cref="RefCell"/>; Elman: h = tanh(sum))
 ///   logits_t = W_dec h^{L-1}_t + b_dec
 ///   Loss = mean over targets >= 0 of -log softmax(logits_t)[target].
-/// The initial state h0 is a constant (no gradient flows into it), exactly like a state carried
-/// across windows with <c>.detach()</c> in PyTorch.
+/// Every row runs the same <see cref="RefStack"/>. The initial states h0 (c0) are constants (no gradient flows
+/// into them), exactly like a state carried across windows with <c>.detach()</c> in PyTorch. With lengths, row b
+/// holds its state from step lengths[b] on (DESIGN.md §6).
 /// If every target is ignored the loss is defined as 0 with zero gradients (PyTorch would return NaN);
 /// that case never arises for stream windows.
 /// </summary>
 public static class RefRnn
 {
-    public static RefResult ForwardBackward(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null)
+    public static RefResult ForwardBackward(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null)
     {
-        var (batch, steps) = CheckArgs(m, inputs, targets, h0);
-        int vocab = m.V, hidden = m.H, layers = m.L;
-
-        double[][] hs = Forward(m, inputs, h0, batch, steps); // per layer [S+1, B, H]
-        double[] logits = Logits(m, hs[layers - 1], batch, steps); // [S, B, V]
-        int[] tgt = TimeMajorTargets(targets, batch, steps); // [S*B]
+        var (batch, steps) = CheckArgs(m, inputs, targets, h0, c0, lengths);
+        int vocab = m.V, hidden = m.H;
+        var stack = Stack(m);
+        var runs = Forward(m, stack, inputs, h0, c0, lengths); // one per row
+        double[] logits = Logits(m, runs, steps);              // [S, B, V]
+        int[] tgt = TimeMajorTargets(targets, batch, steps);   // [S*B]
 
         int count = CountTargets(tgt);
         // Mean over the counted targets: every row's dlogits carries the same 1/count factor.
@@ -40,7 +48,7 @@ public static class RefRnn
         loss *= scale;
 
         var grads = new Dictionary<string, double[]>();
-        foreach (var (name, shape) in RefModel.Layout(vocab, hidden, layers))
+        foreach (var (name, shape) in RefModel.Layout(vocab, hidden, m.L, m.Cell))
         {
             grads[name] = new double[RefModel.Count(shape)];
         }
@@ -49,109 +57,40 @@ public static class RefRnn
         double[] decW = m.Params["decoder.weight"]; // [V, H]
         double[] dDecW = grads["decoder.weight"];   // [V, H]
         double[] dDecB = grads["decoder.bias"];     // [V]
-        double[] hTop = hs[layers - 1];             // [S+1, B, H]; row r of step t is at offset (r + B)*H
-        double[] dhAbove = new double[steps * batch * hidden]; // [S, B, H] dLoss/dh of the current layer from above
+        var dTop = runs.Select(_ => Enumerable.Range(0, steps).Select(_ => new double[hidden]).ToArray()).ToArray(); // [B][S][H] dLoss/dh of the top layer
         for (int r = 0; r < steps * batch; r++)
         {
-            int hOff = (r + batch) * hidden; // h_t lives at time index t+1 (index 0 is h0)
+            int t = r / batch, b = r % batch;
+            double[] h = runs[b].TopOutput(t);
             for (int v = 0; v < vocab; v++)
             {
                 double g = dLogits[r * vocab + v];
                 dDecB[v] += g;
                 for (int j = 0; j < hidden; j++)
                 {
-                    dDecW[v * hidden + j] += g * hTop[hOff + j];
-                    dhAbove[r * hidden + j] += decW[v * hidden + j] * g;
+                    dDecW[v * hidden + j] += g * h[j];
+                    dTop[b][t][j] += decW[v * hidden + j] * g;
                 }
             }
         }
 
-        // ---- layers, top to bottom; each one backpropagated through time, last step first ----
-        for (int k = layers - 1; k >= 0; k--)
+        // ---- the stack of each row, backpropagated through time; the carried-in h0 (c0) gets no gradient ----
+        for (int b = 0; b < batch; b++)
+            stack.Backward(m.Params, grads, runs[b], dTop[b]);
+
+        return new RefResult(loss, grads, FinalStates(runs, m.L, hidden, run => run.FinalH), logits)
         {
-            double[] wIh = m.Params[$"rnn.weight_ih_l{k}"]; // [H, V] for k = 0, [H, H] above
-            double[] wHh = m.Params[$"rnn.weight_hh_l{k}"]; // [H, H]
-            double[] dWIh = grads[$"rnn.weight_ih_l{k}"];
-            double[] dWHh = grads[$"rnn.weight_hh_l{k}"];
-            double[] dBIh = grads[$"rnn.bias_ih_l{k}"]; // [H]
-            double[] dBHh = grads[$"rnn.bias_hh_l{k}"]; // [H]
-            double[] h = hs[k];                          // [S+1, B, H]
-            double[] hBelow = k > 0 ? hs[k - 1] : [];    // [S+1, B, H] this layer's input for k > 0
-            // dLoss/dh of the layer below, through this layer's W_ih (only needed for k > 0).
-            double[] dhBelow = k > 0 ? new double[steps * batch * hidden] : []; // [S, B, H]
-            // dLoss/dh_t that arrives from step t+1 through W_hh; zero after the last step.
-            double[] dhNext = new double[batch * hidden]; // [B, H]
-            double[] dz = new double[batch * hidden];     // [B, H] dLoss/d(pre-activation) at step t
-
-            for (int t = steps - 1; t >= 0; t--)
-            {
-                for (int b = 0; b < batch; b++)
-                {
-                    for (int i = 0; i < hidden; i++)
-                    {
-                        double ht = h[((t + 1) * batch + b) * hidden + i];
-                        double dh = dhAbove[(t * batch + b) * hidden + i] + dhNext[b * hidden + i];
-                        dz[b * hidden + i] = dh * (1.0 - ht * ht); // tanh' = 1 - tanh^2
-                    }
-                }
-
-                for (int b = 0; b < batch; b++)
-                {
-                    int prevOff = (t * batch + b) * hidden;        // h_{t-1} of this layer
-                    int inOff = ((t + 1) * batch + b) * hidden;    // h_t of the layer below
-                    int token = inputs[b, t];
-                    for (int i = 0; i < hidden; i++)
-                    {
-                        double g = dz[b * hidden + i];
-                        dBIh[i] += g;
-                        dBHh[i] += g;
-                        for (int j = 0; j < hidden; j++)
-                        {
-                            dWHh[i * hidden + j] += g * h[prevOff + j];
-                        }
-                        if (k == 0)
-                        {
-                            // One-hot input: only the token's column of W_ih receives gradient.
-                            dWIh[i * vocab + token] += g;
-                        }
-                        else
-                        {
-                            for (int j = 0; j < hidden; j++)
-                            {
-                                dWIh[i * hidden + j] += g * hBelow[inOff + j];
-                                dhBelow[(t * batch + b) * hidden + j] += wIh[i * hidden + j] * g;
-                            }
-                        }
-                    }
-                }
-
-                // Carry to step t-1: dh_{t-1} += W_hh^T dz_t. Step 0's carry would go into h0: dropped.
-                Array.Clear(dhNext);
-                for (int b = 0; b < batch; b++)
-                {
-                    for (int i = 0; i < hidden; i++)
-                    {
-                        double g = dz[b * hidden + i];
-                        for (int j = 0; j < hidden; j++)
-                        {
-                            dhNext[b * hidden + j] += wHh[i * hidden + j] * g;
-                        }
-                    }
-                }
-            }
-            dhAbove = dhBelow;
-        }
-
-        return new RefResult(loss, grads, FinalStates(hs, batch, steps, hidden), logits);
+            CFinal = FinalStates(runs, m.L, hidden, run => run.FinalC),
+        };
     }
 
     /// <summary>Forward pass only; the same loss as <see cref="ForwardBackward"/>.</summary>
-    public static double Loss(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null)
+    public static double Loss(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null)
     {
-        var (batch, steps) = CheckArgs(m, inputs, targets, h0);
-        double[][] hs = Forward(m, inputs, h0, batch, steps);
-        double[] logits = Logits(m, hs[m.L - 1], batch, steps); // [S, B, V]
-        int[] tgt = TimeMajorTargets(targets, batch, steps);    // [S*B]
+        var (batch, steps) = CheckArgs(m, inputs, targets, h0, c0, lengths);
+        var runs = Forward(m, Stack(m), inputs, h0, c0, lengths);
+        double[] logits = Logits(m, runs, steps);             // [S, B, V]
+        int[] tgt = TimeMajorTargets(targets, batch, steps);  // [S*B]
         int count = CountTargets(tgt);
         if (count == 0) return 0.0;
         var (rowLoss, _) = RefOps.SoftmaxCrossEntropy(logits, steps * batch, m.V, tgt, 0.0);
@@ -160,75 +99,47 @@ public static class RefRnn
         return loss / count;
     }
 
-    /// <summary>Hidden states of every layer, per layer [S+1, B, H]; time index 0 holds h0.</summary>
-    private static double[][] Forward(RefModel m, int[,] inputs, double[][]? h0, int batch, int steps)
-    {
-        int vocab = m.V, hidden = m.H, layers = m.L;
-        var hs = new double[layers][];
-        for (int k = 0; k < layers; k++)
-        {
-            double[] wIh = m.Params[$"rnn.weight_ih_l{k}"]; // [H, V] for k = 0, [H, H] above
-            double[] wHh = m.Params[$"rnn.weight_hh_l{k}"]; // [H, H]
-            double[] bIh = m.Params[$"rnn.bias_ih_l{k}"];   // [H]
-            double[] bHh = m.Params[$"rnn.bias_hh_l{k}"];   // [H]
-            double[] h = new double[(steps + 1) * batch * hidden]; // [S+1, B, H]
-            if (h0 != null) Array.Copy(h0[k], h, batch * hidden);
-            double[] hBelow = k > 0 ? hs[k - 1] : [];
+    private static RefStack Stack(RefModel m) => new(m.Cell, "rnn.", m.V, m.H, m.L);
 
-            for (int t = 0; t < steps; t++)
-            {
-                for (int b = 0; b < batch; b++)
-                {
-                    int prevOff = (t * batch + b) * hidden;
-                    int curOff = ((t + 1) * batch + b) * hidden;
-                    for (int i = 0; i < hidden; i++)
-                    {
-                        double z = bIh[i] + bHh[i];
-                        if (k == 0)
-                        {
-                            z += wIh[i * vocab + inputs[b, t]]; // W_ih times a one-hot = one column
-                        }
-                        else
-                        {
-                            for (int j = 0; j < hidden; j++) z += wIh[i * hidden + j] * hBelow[curOff + j];
-                        }
-                        for (int j = 0; j < hidden; j++) z += wHh[i * hidden + j] * h[prevOff + j];
-                        h[curOff + i] = Math.Tanh(z);
-                    }
-                }
-            }
-            hs[k] = h;
-        }
-        return hs;
+    /// <summary>Runs every row b of inputs [B, S] through the stack from its slice of h0 (c0) [L][B*H].</summary>
+    private static RefStackRun[] Forward(RefModel m, RefStack stack, int[,] inputs, double[][]? h0, double[][]? c0, int[]? lengths)
+    {
+        int batch = inputs.GetLength(0), steps = inputs.GetLength(1), hidden = m.H;
+        double[][]? Row(double[][]? state, int b) => state?.Select(layer => layer.AsSpan(b * hidden, hidden).ToArray()).ToArray();
+        return Enumerable.Range(0, batch)
+            .Select(b => stack.Forward(m.Params, Enumerable.Range(0, steps).Select(t => inputs[b, t]).ToArray(), Row(h0, b), Row(c0, b), lengths?[b]))
+            .ToArray();
     }
 
-    /// <summary>logits [S, B, V] from the top layer's states [S+1, B, H].</summary>
-    private static double[] Logits(RefModel m, double[] hTop, int batch, int steps)
+    /// <summary>logits [S, B, V] from the top layer's states of every row.</summary>
+    private static double[] Logits(RefModel m, RefStackRun[] runs, int steps)
     {
-        int vocab = m.V, hidden = m.H;
+        int vocab = m.V, hidden = m.H, batch = runs.Length;
         double[] w = m.Params["decoder.weight"]; // [V, H]
         double[] bias = m.Params["decoder.bias"]; // [V]
         double[] logits = new double[steps * batch * vocab];
         for (int r = 0; r < steps * batch; r++)
         {
-            int hOff = (r + batch) * hidden; // skip the h0 slice
+            double[] h = runs[r % batch].TopOutput(r / batch);
             for (int v = 0; v < vocab; v++)
             {
                 double z = bias[v];
-                for (int j = 0; j < hidden; j++) z += w[v * hidden + j] * hTop[hOff + j];
+                for (int j = 0; j < hidden; j++) z += w[v * hidden + j] * h[j];
                 logits[r * vocab + v] = z;
             }
         }
         return logits;
     }
 
-    private static double[][] FinalStates(double[][] hs, int batch, int steps, int hidden)
+    /// <summary>Per layer [B*H]: each row's final state, picked by <paramref name="state"/> (h or c).</summary>
+    private static double[][] FinalStates(RefStackRun[] runs, int layers, int hidden, Func<RefStackRun, Func<int, double[]>> state)
     {
-        var result = new double[hs.Length][];
-        for (int k = 0; k < hs.Length; k++)
+        var result = new double[layers][];
+        for (int k = 0; k < layers; k++)
         {
-            result[k] = new double[batch * hidden]; // [B, H]
-            Array.Copy(hs[k], steps * batch * hidden, result[k], 0, batch * hidden);
+            result[k] = new double[runs.Length * hidden]; // [B, H]
+            for (int b = 0; b < runs.Length; b++)
+                state(runs[b])(k).CopyTo(result[k], b * hidden);
         }
         return result;
     }
@@ -250,7 +161,7 @@ public static class RefRnn
         return n;
     }
 
-    private static (int Batch, int Steps) CheckArgs(RefModel m, int[,] inputs, int[,] targets, double[][]? h0)
+    private static (int Batch, int Steps) CheckArgs(RefModel m, int[,] inputs, int[,] targets, double[][]? h0, double[][]? c0, int[]? lengths)
     {
         ArgumentNullException.ThrowIfNull(m);
         ArgumentNullException.ThrowIfNull(inputs);
@@ -268,14 +179,21 @@ public static class RefRnn
                     throw new ArgumentOutOfRangeException(nameof(targets), $"target {targets[b, t]} at [{b},{t}] is >= V = {m.V}");
             }
         }
-        if (h0 != null)
-        {
-            if (h0.Length != m.L) throw new ArgumentException($"h0 needs {m.L} layers", nameof(h0));
-            foreach (double[] layer in h0)
-            {
-                if (layer.Length != batch * m.H) throw new ArgumentException($"each h0 layer needs B*H = {batch * m.H} values", nameof(h0));
-            }
-        }
+        CheckState(h0, m.L, batch * m.H, nameof(h0));
+        CheckState(c0, m.L, batch * m.H, nameof(c0));
+        if (lengths != null && (lengths.Length != batch || lengths.Any(n => n < 0 || n > steps)))
+            throw new ArgumentException($"lengths needs B = {batch} values in [0, {steps}]", nameof(lengths));
         return (batch, steps);
+    }
+
+    private static void CheckState(double[][]? state, int layers, int size, string name)
+    {
+        if (state == null)
+            return;
+        if (state.Length != layers) throw new ArgumentException($"{name} needs {layers} layers", name);
+        foreach (double[] layer in state)
+        {
+            if (layer.Length != size) throw new ArgumentException($"each {name} layer needs B*H = {size} values", name);
+        }
     }
 }

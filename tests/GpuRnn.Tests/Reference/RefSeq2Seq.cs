@@ -1,9 +1,12 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn.Tests.Reference;
 
 /// <summary>
 /// Encoder–decoder reference, one unpadded pair at a time, plain loops in double. The encoder stack
-/// (<c>encoder.rnn.*</c>) reads the source from zero states; each decoder layer (<c>decoder.rnn.*</c>)
-/// starts from the encoder layer's state after the last source token and is teacher-forced on
+/// (<c>encoder.rnn.*</c>, layers of the given cell, Elman by default) reads the source from zero
+/// states; each decoder layer (<c>decoder.rnn.*</c>) starts from the encoder layer's state (h, and c for an
+/// LSTM) after the last source token and is teacher-forced on
 /// [bos, target…] to predict [target…, eos] through <c>decoder.out</c>; the loss is the mean
 /// cross-entropy over those predictions. Backward runs through the decoder, into its initial states,
 /// and through the encoder. Written from the equations, sharing no code with the engine.
@@ -11,14 +14,17 @@ namespace GpuRnn.Tests.Reference;
 public static class RefSeq2Seq
 {
     public static (double Loss, int Count, Dictionary<string, double[]> Grads) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman)
     {
         int[] decIn = [bos, .. target];
         int[] decOut = [.. target, eos];
         var g = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
-        var enc = RefStack.Forward(p, "encoder.rnn.", vocab, hidden, layers, source, null);
-        var h0 = Enumerable.Range(0, layers).Select(k => enc[k][source.Length]).ToArray();
-        var dec = RefStack.Forward(p, "decoder.rnn.", vocab, hidden, layers, decIn, h0);
+        var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers);
+        var decoder = new RefStack(cell, "decoder.rnn.", vocab, hidden, layers);
+        var enc = encoder.Forward(p, source);
+        var h0 = Enumerable.Range(0, layers).Select(enc.FinalH).ToArray();
+        var c0 = Enumerable.Range(0, layers).Select(enc.FinalC).ToArray();
+        var dec = decoder.Forward(p, decIn, h0, c0);
 
         int n = decIn.Length;
         var w = p["decoder.out.weight"]; // [V, H]
@@ -26,7 +32,7 @@ public static class RefSeq2Seq
         double loss = 0;
         for (int t = 0; t < n; t++)
         {
-            var h = dec[layers - 1][t + 1];
+            var h = dec.TopOutput(t);
             var logits = new double[vocab];
             for (int c = 0; c < vocab; c++)
             {
@@ -48,9 +54,9 @@ public static class RefSeq2Seq
                 }
             }
         }
-        var dH0 = RefStack.Backward(p, g, "decoder.rnn.", vocab, hidden, layers, decIn, dec, dTop, null);
+        var (dH0, dC0) = decoder.Backward(p, g, dec, dTop);
         // The encoder's only gradient: each layer's last state started the decoder layer.
-        RefStack.Backward(p, g, "encoder.rnn.", vocab, hidden, layers, source, enc, null, dH0);
+        encoder.Backward(p, g, enc, null, dH0, dC0);
         return (loss, n, g);
     }
 }

@@ -1,97 +1,166 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn.Tests.Reference;
 
 /// <summary>
-/// One stack of Elman layers, one unpadded sequence, plain loops in double: forward from given (or
-/// zero) initial states, and backpropagation through time from gradients on the top layer's outputs
-/// and/or on each layer's final state. Shared by the many-to-one and encoder–decoder references.
-/// Parameters by name with a prefix (<c>rnn.</c>, <c>encoder.rnn.</c>, <c>decoder.rnn.</c>).
+/// The states of one <see cref="RefStack.Forward"/> pass: per layer k and time index t (0 = the initial state),
+/// <c>H[k][t]</c>, <c>C[k][t]</c> [H] (C zeros unless LSTM), and per step t the two pre-activations
+/// <c>Ax[k][t] = W_ih x + b_ih</c>, <c>Ah[k][t] = W_hh h' + b_hh</c> [G] (null for a held step).
 /// </summary>
-public static class RefStack
+public sealed record RefStackRun(int[] Inputs, int Length, double[][][] H, double[][][] C, double[]?[][] Ax, double[]?[][] Ah)
 {
-    /// <summary>hs[k][t + 1] = h_t of layer k; hs[k][0] = h0[k] or zeros.</summary>
-    public static double[][][] Forward(Dictionary<string, double[]> p, string prefix, int vocab, int hidden, int layers, int[] seq, double[][]? h0)
+    /// <summary>Layer k's state after the last step (a held sequence's true last state).</summary>
+    public double[] FinalH(int k) => H[k][^1];
+
+    /// <summary>Layer k's cell state after the last step (zeros unless LSTM).</summary>
+    public double[] FinalC(int k) => C[k][^1];
+
+    /// <summary>The top layer's h_t, t = 0 … n − 1 (time index t + 1).</summary>
+    public double[] TopOutput(int t) => H[^1][t + 1];
+}
+
+/// <summary>
+/// One stack of L layers of one cell, for one sequence, plain loops in double: forward from given (or zero)
+/// initial states, and backpropagation through time from gradients on the top layer's outputs and/or on each
+/// layer's final (h, c). The cell is a <see cref="RefCell"/>; this type holds everything else (input terms,
+/// W_hh, the time loop, the parameter gradients), so it is the same for Elman, GRU and LSTM. A sequence may be
+/// padded: steps t ≥ length hold the state (h_t = h_{t−1}, c_t = c_{t−1}, DESIGN.md §6), so the final state
+/// is the state after the last true token, and a gradient on it flows back through the held steps unchanged.
+/// Parameters by PyTorch name with a prefix (<c>rnn.</c>, <c>encoder.rnn.</c>, <c>decoder.rnn.</c>).
+/// Shared by the language-model, many-to-one and encoder–decoder references.
+/// </summary>
+public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden, int layers)
+{
+    private readonly RefCell cell = RefCell.For(cell);
+
+    /// <summary>The cell of every layer.</summary>
+    public CellKind Cell => cell.Kind;
+
+    /// <summary>
+    /// Runs the stack over <paramref name="seq"/> (token ids; a negative id is a padding token with no input)
+    /// from h0, c0 (per layer [H]; null = zeros); steps from <paramref name="length"/> on (default: none) hold.
+    /// </summary>
+    public RefStackRun Forward(Dictionary<string, double[]> p, int[] seq, double[][]? h0 = null, double[][]? c0 = null, int? length = null)
     {
-        int n = seq.Length;
+        int n = seq.Length, len = length ?? n, g = cell.Gates * hidden;
         var hs = new double[layers][][];
+        var cs = new double[layers][][];
+        var ax = new double[]?[layers][];
+        var ah = new double[]?[layers][];
         for (int k = 0; k < layers; k++)
         {
+            var (wIh, wHh, bIh, bHh) = Weights(p, k);
             hs[k] = new double[n + 1][];
-            hs[k][0] = h0?[k] ?? new double[hidden];
-            var wIh = p[$"{prefix}weight_ih_l{k}"];
-            var wHh = p[$"{prefix}weight_hh_l{k}"];
+            cs[k] = new double[n + 1][];
+            ax[k] = new double[n][];
+            ah[k] = new double[n][];
+            hs[k][0] = (double[]?)h0?[k].Clone() ?? new double[hidden];
+            cs[k][0] = (double[]?)c0?[k].Clone() ?? new double[hidden];
             for (int t = 0; t < n; t++)
             {
-                var h = new double[hidden];
-                for (int i = 0; i < hidden; i++)
+                if (t >= len)
                 {
-                    double z = p[$"{prefix}bias_ih_l{k}"][i] + p[$"{prefix}bias_hh_l{k}"][i];
-                    if (k == 0)
-                        z += wIh[i * vocab + seq[t]];
-                    else
-                        for (int j = 0; j < hidden; j++)
-                            z += wIh[i * hidden + j] * hs[k - 1][t + 1][j];
-                    for (int j = 0; j < hidden; j++)
-                        z += wHh[i * hidden + j] * hs[k][t][j];
-                    h[i] = Math.Tanh(z);
+                    hs[k][t + 1] = hs[k][t];
+                    cs[k][t + 1] = cs[k][t];
+                    continue;
                 }
-                hs[k][t + 1] = h;
+                var a = (double[])bIh.Clone();
+                if (k == 0)
+                {
+                    if (seq[t] >= 0)
+                        for (int i = 0; i < g; i++)
+                            a[i] += wIh[i * vocab + seq[t]]; // W_ih times a one-hot = one column
+                }
+                else
+                {
+                    MultiplyAdd(wIh, hs[k - 1][t + 1], a);
+                }
+                var b = (double[])bHh.Clone();
+                MultiplyAdd(wHh, hs[k][t], b);
+                (hs[k][t + 1], cs[k][t + 1]) = cell.Forward(a, b, hs[k][t], cs[k][t]);
+                ax[k][t] = a;
+                ah[k][t] = b;
             }
         }
-        return hs;
+        return new RefStackRun(seq, len, hs, cs, ax, ah);
     }
 
     /// <summary>
-    /// BPTT of one stack. dTop[t]: gradient w.r.t. the top layer's h_t (or null); lastState[k]:
-    /// gradient w.r.t. layer k's final state (or null). Returns the gradient w.r.t. each layer's h_0.
+    /// BPTT of <paramref name="run"/>, adding into <paramref name="g"/> (same names as the parameters).
+    /// dTop[t]: gradient w.r.t. the top layer's h_t (or null); lastH[k], lastC[k]: gradient w.r.t. layer k's final
+    /// h and c (or null). Returns the gradients w.r.t. each layer's initial h_0 and c_0.
     /// </summary>
-    public static double[][] Backward(Dictionary<string, double[]> p, Dictionary<string, double[]> g, string prefix, int vocab, int hidden, int layers,
-        int[] seq, double[][][] hs, double[][]? dTop, double[][]? lastState)
+    public (double[][] DH0, double[][] DC0) Backward(Dictionary<string, double[]> p, Dictionary<string, double[]> g, RefStackRun run,
+        double[][]? dTop, double[][]? lastH = null, double[][]? lastC = null)
     {
-        int n = seq.Length;
+        int n = run.Inputs.Length, gh = cell.Gates * hidden;
         var dH0 = new double[layers][];
-        double[][] dAbove = dTop ?? Enumerable.Range(0, n).Select(_ => new double[hidden]).ToArray();
+        var dC0 = new double[layers][];
+        double[][] dAbove = dTop ?? Zeros(n, hidden);
         for (int k = layers - 1; k >= 0; k--)
         {
-            var wIh = p[$"{prefix}weight_ih_l{k}"];
-            var wHh = p[$"{prefix}weight_hh_l{k}"];
-            var dBelow = Enumerable.Range(0, n).Select(_ => new double[hidden]).ToArray();
-            var carry = lastState is not null ? (double[])lastState[k].Clone() : new double[hidden];
+            var (wIh, wHh, _, _) = Weights(p, k);
+            var (gWIh, gWHh, gBIh, gBHh) = Weights(g, k);
+            var dBelow = Zeros(n, hidden);
+            var dhNext = (double[]?)lastH?[k].Clone() ?? new double[hidden]; // into h_t from after step t
+            var dcNext = (double[]?)lastC?[k].Clone() ?? new double[hidden]; // into c_t from after step t
             for (int t = n - 1; t >= 0; t--)
             {
-                var dz = new double[hidden];
-                for (int i = 0; i < hidden; i++)
+                var dh = new double[hidden];
+                for (int j = 0; j < hidden; j++)
+                    dh[j] = dAbove[t][j] + dhNext[j];
+                if (run.Ax[k][t] is not { } a || run.Ah[k][t] is not { } b)
                 {
-                    double h = hs[k][t + 1][i];
-                    dz[i] = (dAbove[t][i] + carry[i]) * (1 - h * h);
+                    dhNext = dh; // a held step is the identity: its gradient passes to the step before unchanged
+                    continue;
                 }
-                var next = new double[hidden];
-                for (int i = 0; i < hidden; i++)
+                var hPrev = run.H[k][t];
+                var (dAx, dAh, dhDirect, dcPrev) = cell.Backward(a, b, hPrev, run.C[k][t], dh, dcNext);
+                var input = k > 0 ? run.H[k - 1][t + 1] : null;
+                for (int i = 0; i < gh; i++)
                 {
-                    g[$"{prefix}bias_ih_l{k}"][i] += dz[i];
-                    g[$"{prefix}bias_hh_l{k}"][i] += dz[i];
+                    gBIh[i] += dAx[i];
+                    gBHh[i] += dAh[i];
                     for (int j = 0; j < hidden; j++)
+                        gWHh[i * hidden + j] += dAh[i] * hPrev[j];
+                    if (input is null)
                     {
-                        g[$"{prefix}weight_hh_l{k}"][i * hidden + j] += dz[i] * hs[k][t][j];
-                        next[j] += wHh[i * hidden + j] * dz[i];
-                    }
-                    if (k == 0)
-                    {
-                        g[$"{prefix}weight_ih_l0"][i * vocab + seq[t]] += dz[i];
+                        if (run.Inputs[t] >= 0)
+                            gWIh[i * vocab + run.Inputs[t]] += dAx[i]; // one-hot input: only the token's column
                     }
                     else
                     {
                         for (int j = 0; j < hidden; j++)
                         {
-                            g[$"{prefix}weight_ih_l{k}"][i * hidden + j] += dz[i] * hs[k - 1][t + 1][j];
-                            dBelow[t][j] += wIh[i * hidden + j] * dz[i];
+                            gWIh[i * hidden + j] += dAx[i] * input[j];
+                            dBelow[t][j] += wIh[i * hidden + j] * dAx[i];
                         }
                     }
                 }
-                carry = next;
+                // dh_{t−1} = W_hhᵀ·dAh + the cell's direct path (GRU z ⊙ dh); dc_{t−1} from the cell (LSTM f ⊙ dc).
+                dhNext = dhDirect;
+                for (int i = 0; i < gh; i++)
+                    for (int j = 0; j < hidden; j++)
+                        dhNext[j] += wHh[i * hidden + j] * dAh[i];
+                dcNext = dcPrev;
             }
-            dH0[k] = carry;
+            dH0[k] = dhNext;
+            dC0[k] = dcNext;
             dAbove = dBelow;
         }
-        return dH0;
+        return (dH0, dC0);
     }
+
+    private (double[] WIh, double[] WHh, double[] BIh, double[] BHh) Weights(Dictionary<string, double[]> p, int k) =>
+        (p[$"{prefix}weight_ih_l{k}"], p[$"{prefix}weight_hh_l{k}"], p[$"{prefix}bias_ih_l{k}"], p[$"{prefix}bias_hh_l{k}"]);
+
+    /// <summary>y += W·x for W [rows, H] with rows = y.Length.</summary>
+    private void MultiplyAdd(double[] w, double[] x, double[] y)
+    {
+        for (int i = 0; i < y.Length; i++)
+            for (int j = 0; j < hidden; j++)
+                y[i] += w[i * hidden + j] * x[j];
+    }
+
+    private static double[][] Zeros(int n, int width) => Enumerable.Range(0, n).Select(_ => new double[width]).ToArray();
 }
