@@ -1,3 +1,4 @@
+using GpuRnn.Kernels;
 using GpuRnn.Tests.Reference;
 using NUnit.Framework;
 
@@ -34,19 +35,21 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     /// A padded batch of lines gives the loss and gradients of the same lines run one at a time,
     /// unpadded, through the stream reference (mean over all predicted tokens = count-weighted mean).
     /// </summary>
-    [TestCase(1, 7, 11)]
-    [TestCase(2, 5, 9)]
-    public void PaddedLinesEqualOneAtATime(int layers, int hidden, int vocab)
+    [TestCase(1, 7, 11, CellKind.Elman)]
+    [TestCase(2, 5, 9, CellKind.Elman)]
+    [TestCase(2, 5, 9, CellKind.Gru)]
+    [TestCase(2, 5, 9, CellKind.Lstm)]
+    public void PaddedLinesEqualOneAtATime(int layers, int hidden, int vocab, CellKind cell)
     {
         var seqs = Sequences(vocab, layers);
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 7);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 7);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
         var batcher = new SequenceBatcher(seqs, null, seqs.Length + 2, bos: 2, eos: 3, seed: 1); // two empty slots
         var window = batcher.Next();
         Assert.That(window.Steps, Is.EqualTo(10), "padded to the longest line + <bos>");
         trainer.ComputeGradients(window);
 
-        var reference = RefModel.FromFloats(vocab, hidden, layers, Weights(model));
+        var reference = RefModel.FromFloats(vocab, hidden, layers, Weights(model), cell);
         var grads = reference.Params.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
         double lossSum = 0;
         int tokens = 0;
@@ -94,13 +97,15 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     }
 
     /// <summary>Many-to-one from the last TRUE state of each sequence of a padded batch.</summary>
-    [TestCase(1, 6, 10, 3)]
-    [TestCase(2, 5, 8, 2)]
-    public void ClassifierMatchesTheReference(int layers, int hidden, int vocab, int classes)
+    [TestCase(1, 6, 10, 3, CellKind.Elman)]
+    [TestCase(2, 5, 8, 2, CellKind.Elman)]
+    [TestCase(2, 5, 8, 2, CellKind.Gru)]
+    [TestCase(2, 5, 8, 2, CellKind.Lstm)]
+    public void ClassifierMatchesTheReference(int layers, int hidden, int vocab, int classes, CellKind cell)
     {
         var seqs = Sequences(vocab, 10 + layers);
         int[] labels = seqs.Select((_, i) => i % classes).ToArray();
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, classes), seed: 8);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, classes, Cell: cell), seed: 8);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
         var batcher = new SequenceBatcher(seqs, labels, seqs.Length + 2, bos: -1, eos: -1, seed: 1); // 2 empty slots
         trainer.ComputeGradients(batcher.Next());
@@ -110,7 +115,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         double loss = 0;
         for (int i = 0; i < seqs.Length; i++)
         {
-            var r = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[i], labels[i]);
+            var r = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[i], labels[i], cell);
             loss += r.Loss / seqs.Length;
             foreach (var (name, g) in r.Grads)
                 for (int j = 0; j < g.Length; j++)
@@ -120,7 +125,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         AssertGradients(trainer, model, grads);
 
         var logits = trainer.Inference.ClassLogits(batcher.InOrder().First());
-        var expected = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[0], labels[0]).Logits;
+        var expected = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seqs[0], labels[0], cell).Logits;
         AssertClose(logits[..classes], expected, _ => 1e-5 + TestDevices.TanhTolerance(Device), "class logits of the first sequence");
     }
 
@@ -128,13 +133,14 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     /// Encoder–decoder on a padded batch of pairs (sources and targets of different lengths, one of
     /// length 1, empty slots) against the unpadded reference, pair by pair, count-weighted.
     /// </summary>
-    [TestCase(1, 6, 9)]
-    [TestCase(2, 5, 8)]
-    public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab)
+    [TestCase(1, 6, 9, CellKind.Elman)]
+    [TestCase(2, 5, 8, CellKind.Elman)]
+    [TestCase(2, 5, 8, CellKind.Gru)]
+    public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab, CellKind cell)
     {
         var sources = Sequences(vocab, 20 + layers);
         var targets = Sequences(vocab, 30 + layers).Reverse().ToArray();
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true), seed: 9);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell), seed: 9);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
         var batcher = SequenceBatcher.Pairs(sources, targets, sources.Length + 1, bos: 2, eos: 3, seed: 1);
         trainer.ComputeGradients(batcher.Next());
@@ -145,7 +151,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         int tokens = 0;
         for (int i = 0; i < sources.Length; i++)
         {
-            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, sources[i], targets[i], 2, 3);
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, sources[i], targets[i], 2, 3, cell);
             loss += r.Loss * r.Count;
             tokens += r.Count;
             foreach (var (name, g) in r.Grads)

@@ -1,3 +1,4 @@
+using GpuRnn.Kernels;
 using GpuRnn.Tests.Reference;
 using NUnit.Framework;
 
@@ -27,15 +28,19 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
     private RefModel Snapshot(RnnModel model)
     {
         var c = model.Config;
-        return RefModel.FromFloats(c.Vocab, c.Hidden, c.Layers, model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name)));
+        return RefModel.FromFloats(c.Vocab, c.Hidden, c.Layers, model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name)), c.Cell);
     }
 
-    [TestCase(1, 17, 11)]
-    [TestCase(2, 32, 40)]
-    [TestCase(2, 5, 23)]
-    public void EveryWindowMatchesTheReference(int layers, int hidden, int vocab)
+    [TestCase(1, 17, 11, CellKind.Elman)]
+    [TestCase(2, 32, 40, CellKind.Elman)]
+    [TestCase(2, 5, 23, CellKind.Elman)]
+    [TestCase(1, 17, 11, CellKind.Gru)]
+    [TestCase(2, 5, 23, CellKind.Gru)]
+    [TestCase(1, 17, 11, CellKind.Lstm)]
+    [TestCase(2, 5, 23, CellKind.Lstm)]
+    public void EveryWindowMatchesTheReference(int layers, int hidden, int vocab, CellKind cell)
     {
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 11);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 11);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
         var ids = Stream(vocab, 3);
         var batcher = new StreamBatcher(ids, B, T);
@@ -43,14 +48,14 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
         var windows = RefStream.Windows(ids, B, T);
         Assert.That(windows.Select(w => w.Inputs.GetLength(1)), Is.EqualTo(new[] { 7, 7, 2 }), "the last window is short");
 
-        double[][]? h0 = null;
+        double[][]? h0 = null, c0 = null;
         double worst = 0;
         foreach (var (inputs, targets) in windows)
         {
             var window = batcher.Next();
             trainer.ComputeGradients(window);
-            var expected = RefRnn.ForwardBackward(reference, inputs, targets, h0);
-            h0 = expected.HFinal;
+            var expected = RefRnn.ForwardBackward(reference, inputs, targets, h0, c0);
+            (h0, c0) = (expected.HFinal, expected.CFinal);
 
             Assert.That(trainer.ReadLoss(), Is.EqualTo(expected.Loss).Within(1e-5 * expected.Loss), "loss");
             foreach (var t in model.Layout.Tensors)
@@ -63,19 +68,27 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
                 AssertClose(actual, refGrad, i => (Atol + TestDevices.TanhTolerance(Device)) * scale + Rtol * Math.Abs(refGrad[i]), $"{t.Name} (s={window.Steps})");
             }
             for (int layer = 0; layer < layers; layer++)
+            {
                 AssertClose(trainer.GetState(layer)!, expected.HFinal[layer], _ => 1e-5 + TestDevices.TanhTolerance(Device), $"carried state of layer {layer}");
+                if (cell == CellKind.Lstm)
+                    AssertClose(trainer.GetCellState(layer)!, expected.CFinal[layer], _ => 1e-5 + TestDevices.TanhTolerance(Device), $"carried cell state of layer {layer}");
+            }
         }
-        TestContext.Out.WriteLine($"largest gradient error relative to the tensor's largest entry: {worst:E2}");
+        TestContext.Out.WriteLine($"{cell} L={layers}: largest gradient error relative to the tensor's largest entry: {worst:E2}");
     }
 
-    [TestCase(OptimizerKind.Sgd, 0.5f, 0f, 0f)]
-    [TestCase(OptimizerKind.Sgd, 0.5f, 0.9f, 1f)]
-    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0f)]
-    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0.5f)]
-    public void TenStepsStayWithTheReference(OptimizerKind kind, float lr, float momentum, float clipNorm)
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0f, 0f, CellKind.Elman)]
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0.9f, 1f, CellKind.Elman)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0f, CellKind.Elman)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0.5f, CellKind.Elman)]
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0.9f, 1f, CellKind.Gru)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0.5f, CellKind.Gru)]
+    [TestCase(OptimizerKind.Sgd, 0.5f, 0.9f, 1f, CellKind.Lstm)]
+    [TestCase(OptimizerKind.Adam, 0.01f, 0f, 0.5f, CellKind.Lstm)]
+    public void TenStepsStayWithTheReference(OptimizerKind kind, float lr, float momentum, float clipNorm, CellKind cell)
     {
         const int vocab = 13, hidden = 9, layers = 2;
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers), seed: 5);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 5);
         using var trainer = new Trainer(model, new OptimizerSettings(kind, lr, momentum, clipNorm));
         var ids = Stream(vocab, 8);
         var batcher = new StreamBatcher(ids, B, T);
@@ -83,16 +96,16 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
         var refOpt = new RefOptimizer((RefOptimizerKind)(int)kind, lr, momentum);
         var windows = RefStream.Windows(ids, B, T);
 
-        double[][]? h0 = null;
+        double[][]? h0 = null, c0 = null;
         for (int step = 0; step < 10; step++)
         {
             var window = batcher.Next();
             var (inputs, targets) = windows[step % windows.Count];
             if (step % windows.Count == 0)
-                h0 = null; // a new epoch starts from a zero state
+                h0 = c0 = null; // a new epoch starts from a zero state
             trainer.Step(window, readLoss: false);
-            var r = RefRnn.ForwardBackward(reference, inputs, targets, h0);
-            h0 = r.HFinal;
+            var r = RefRnn.ForwardBackward(reference, inputs, targets, h0, c0);
+            (h0, c0) = (r.HFinal, r.CFinal);
             if (clipNorm > 0)
                 RefClip.ClipGradNorm(r.Grads, clipNorm);
             refOpt.Step(reference, r.Grads);
@@ -100,7 +113,7 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
         // Ten updates compound the per-step gradient error; lr·10 steps·1e-4 of a gradient is far
         // below 1e-4 absolute, and a wrong update rule drifts by more than lr per step.
         foreach (var t in model.Layout.Tensors)
-            AssertClose(model.GetTensor(t.Name), reference.Params[t.Name], _ => 1e-4 + TestDevices.TanhTolerance(Device), $"{kind} weights of {t.Name}");
+            AssertClose(model.GetTensor(t.Name), reference.Params[t.Name], _ => 1e-4 + TestDevices.TanhTolerance(Device), $"{cell} {kind} weights of {t.Name}");
     }
 
     [Test]
