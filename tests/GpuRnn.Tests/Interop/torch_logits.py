@@ -1,4 +1,5 @@
-"""Loads a GpuRnn checkpoint into torch.nn.RNN + nn.Linear and prints the logits of a token sequence.
+"""Loads a GpuRnn checkpoint into torch.nn.RNN, nn.GRU or nn.LSTM (the cell read off the shapes: rows of
+weight_hh_l0 / its columns = 1, 3 or 4) + nn.Linear and prints the logits of a token sequence.
 
 Usage: python3 torch_logits.py CHECKPOINT ID ID ...   ->  JSON [[logit, ...] per step]
 The safetensors file is parsed from its format description (8-byte little-endian header length,
@@ -30,9 +31,16 @@ def load(path):
 def main():
     tensors, _ = load(sys.argv[1])
     ids = [int(x) for x in sys.argv[2:]]
-    hidden, vocab = tensors["rnn.weight_ih_l0"].shape
+    rows, hidden = tensors["rnn.weight_hh_l0"].shape
+    vocab = tensors["rnn.weight_ih_l0"].shape[1]
     layers = sum(1 for k in tensors if k.startswith("rnn.weight_hh_l"))
-    rnn = torch.nn.RNN(vocab, hidden, num_layers=layers, nonlinearity="tanh")
+    gates = rows // hidden
+    if gates == 3:
+        rnn = torch.nn.GRU(vocab, hidden, num_layers=layers)
+    elif gates == 4:
+        rnn = torch.nn.LSTM(vocab, hidden, num_layers=layers)
+    else:
+        rnn = torch.nn.RNN(vocab, hidden, num_layers=layers, nonlinearity="tanh")
     decoder = torch.nn.Linear(hidden, vocab)
     rnn.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("rnn.")})
     decoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")})
