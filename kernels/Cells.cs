@@ -148,16 +148,21 @@ public sealed partial class DeviceKernels
     /// One backward time step of one layer of <paramref name="cell"/>, ONE launch, t from T − 1 down to 0:
     /// the GEMM <c>dAhNext·W_hh</c> [B, H] (the recurrent part of dh_t; K = 0 when there is no next step)
     /// fused with the gradients of all gates of each unit. dh_t = dH + dAhNext·W_hh (+ carryNext for a GRU);
-    /// an LSTM's dc_t = dh_t ⊙ o ⊙ (1 − tanh² c_t) + carryNext.
+    /// an LSTM's dc_t = dh_t ⊙ o ⊙ (1 − tanh² c_t) + carryNext. A held row (padded past its end) is the identity
+    /// h_t = h_{t−1}, c_t = c_{t−1}: no pre-activation gradient, and the direct path passes carryNext on.
     /// </summary>
     /// <param name="cell">The cell kind.</param>
     /// <param name="batch">B.</param>
     /// <param name="hidden">H.</param>
-    /// <param name="hasNext">Whether step t + 1 exists in this window; without it dAhNext and carryNext are not read.</param>
+    /// <param name="hasNext">Whether step t + 1 exists in this window; without it dAhNext is not read.</param>
     /// <param name="dAhNext">[B, G] hh-side pre-activation gradient of step t + 1. Must not alias <paramref name="dAh"/>.</param>
     /// <param name="wHh">[G, H] W_hh.</param>
     /// <param name="dH">[B, H] gradient into h_t from above (the layer above or a head).</param>
-    /// <param name="carryNext">[B, H] direct-path gradient from step t + 1: GRU z_{t+1} ⊙ dh_{t+1} into h_t, LSTM f_{t+1} ⊙ dc_{t+1} into c_t. Elman: unused.</param>
+    /// <param name="carryNext">
+    /// [B, H] direct-path gradient into h_t (GRU: z_{t+1} ⊙ dh_{t+1}) or c_t (LSTM: f_{t+1} ⊙ dc_{t+1}) from step t + 1,
+    /// or, at the window's last step, one injected from outside it (an encoder's final c); read whenever it is a
+    /// valid view, required when <paramref name="hasNext"/>, default for none. Elman: unused.
+    /// </param>
     /// <param name="hPrev">[B, H] h_{t−1} (GRU).</param>
     /// <param name="h">[B, H] h_t (Elman: tanh' = 1 − h²).</param>
     /// <param name="cPrev">[B, H] c_{t−1} (LSTM).</param>
@@ -170,7 +175,7 @@ public sealed partial class DeviceKernels
     /// (they differ in the n block: dAh_n = dAx_n ⊙ r), so they must not alias.
     /// </param>
     /// <param name="carry">[B, H] out: direct-path gradient for step t − 1 (GRU z_t ⊙ dh_t; LSTM f_t ⊙ dc_t). May be the same view as <paramref name="carryNext"/>. Elman: unused.</param>
-    /// <param name="lengths">[B] per-sequence lengths, or default: rows with lengths[b] ≤ step get dAx = dAh = 0 and carry = 0.</param>
+    /// <param name="lengths">[B] per-sequence lengths, or default: rows with lengths[b] ≤ step get dAx = dAh = 0 and carry = carryNext (0 without).</param>
     /// <param name="step">The time step t.</param>
     public void CellBackward(CellKind cell, int batch, int hidden, bool hasNext,
         ArrayView<float> dAhNext, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> carryNext,
@@ -197,9 +202,10 @@ public sealed partial class DeviceKernels
                 RequireLength(c, bh, nameof(c));
                 break;
         }
+        bool carryIn = cell != CellKind.Elman && (hasNext || carryNext.IsValid);
         if (cell != CellKind.Elman)
         {
-            if (hasNext)
+            if (carryIn)
                 RequireLength(carryNext, bh, nameof(carryNext));
             RequireLength(saved, batch * (long)CellShapes.SavedWidth(cell, hidden), nameof(saved));
             RequireLength(carry, bh, nameof(carry));
@@ -209,17 +215,17 @@ public sealed partial class DeviceKernels
         // The recurrent part of dh_t: dAhNext [B, G] · W_hh [G, H] = [B, H]; nothing flows in past the window's end.
         var s = new GemmShape(batch, hidden, hasNext ? gates * hidden : 0, transA: false, transB: false);
         var a = hasNext ? dAhNext : dH; // K = 0 reads no element of A
-        var next = hasNext && cell != CellKind.Elman ? carryNext : dH;
+        var next = carryIn ? carryNext : dH; // a stand-in when none flows in: not read
         switch (cell)
         {
             case CellKind.Elman:
                 ElmanBackward(s, a, wHh, dH, h, dAx, held);
                 break;
             case CellKind.Gru:
-                GruBackward(s, a, wHh, hasNext, dH, next, hPrev, saved, dAx, dAh, carry, held);
+                GruBackward(s, a, wHh, carryIn, dH, next, hPrev, saved, dAx, dAh, carry, held);
                 break;
             case CellKind.Lstm:
-                LstmBackward(s, a, wHh, hasNext, dH, next, cPrev, c, saved, dAx, carry, held);
+                LstmBackward(s, a, wHh, carryIn, dH, next, cPrev, c, saved, dAx, carry, held);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(cell), cell, "unknown cell kind");

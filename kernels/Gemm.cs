@@ -65,8 +65,9 @@ public readonly struct GemmShape
 /// <summary>
 /// How one GEMM-shaped launch covers C: groups of ThreadsX × ThreadsY threads (the launch's group
 /// size), each thread owning a Micro × Micro register tile (Micro is 1 or 4) of outputs strided by
-/// the group size, so one group covers a [Micro·ThreadsY, Micro·ThreadsX] block of C; with shared
-/// memory each round stages Depth columns of op(A) and Depth rows of op(B) for that block.
+/// the group size, so one group covers a [Micro·ThreadsY, Micro·ThreadsX] block of C (launched as a gate
+/// tiling, its columns stand H apart instead: see GemmTiledKernel); with shared memory each round stages
+/// Depth columns of op(A) and Depth rows of op(B) for that block.
 /// </summary>
 /// <param name="ThreadsX">Threads per group along N.</param>
 /// <param name="ThreadsY">Threads per group along M.</param>
@@ -317,6 +318,7 @@ public sealed partial class DeviceKernels
         where TEpilogue : struct, IGemmEpilogue
     {
         var t = GateTiling;
+        Require(s.N <= t.Micro * hidden, $"the gate tiling holds {t.Micro} gates of a unit, not {s.N / hidden}.");
         kernel(GemmConfig(t, s.M, hidden * t.Micro), s, t.Micro, t.Depth, hidden, a, b, epilogue);
     }
 

@@ -24,24 +24,23 @@ internal readonly struct GruForwardEpilogue(int hidden, ArrayView<float> hPrev, 
 
     public void ApplyRow(GemmShape s, int i, int u, int stride, int count, float hr, float hz, float hhn, float unused)
     {
-        int n1 = hidden;
-        long at = (long)i * n1 + u, xa = 3 * (long)i * n1 + u, sa = 4 * (long)i * n1 + u;
+        long at = (long)i * hidden + u, xa = 3 * (long)i * hidden + u, sa = 4 * (long)i * hidden + u;
         if (held.Holds(i))
         {
             h[at] = hPrev[at];
-            CellMath.Clear(saved, sa, n1, 4);
+            CellMath.Clear(saved, sa, hidden, 4);
             return;
         }
         float r = CellMath.Sigmoid(x[xa] + hr);
-        float z = CellMath.Sigmoid(x[xa + n1] + hz);
-        float hn = hhn + bHh[2 * n1 + u];
-        float n = CellMath.Tanh(x[xa + 2 * n1] + r * hn);
+        float z = CellMath.Sigmoid(x[xa + hidden] + hz);
+        float hn = hhn + bHh[2 * hidden + u];
+        float n = CellMath.Tanh(x[xa + 2 * hidden] + r * hn);
         float hp = hPrev[at];
         h[at] = n + z * (hp - n);
         saved[sa] = r;
-        saved[sa + n1] = z;
-        saved[sa + 2 * n1] = n;
-        saved[sa + 3 * n1] = hn;
+        saved[sa + hidden] = z;
+        saved[sa + 2 * hidden] = n;
+        saved[sa + 3 * hidden] = hn;
     }
 }
 
@@ -51,12 +50,13 @@ internal readonly struct GruForwardEpilogue(int hidden, ArrayView<float> hPrev, 
 /// <c>dn = dh ⊙ (1 − z)</c>, <c>dz = dh ⊙ (h' − n)</c>, direct path <c>carry = dh ⊙ z</c> into h';
 /// pre-activations <c>dA_n = dn ⊙ (1 − n²)</c> (input side), <c>dA_r = dA_n ⊙ hn ⊙ r(1 − r)</c>,
 /// <c>dA_z = dz ⊙ z(1 − z)</c>; the hh side differs only in n: <c>dAh_n = dA_n ⊙ r</c> (the gradient of
-/// W_hn h' + b_hn). Held rows get zeros everywhere.
+/// W_hn h' + b_hn). Without a carry in (hasCarry = 0: the window's last step, nothing injected) carryNext is not
+/// read. Held rows get zero pre-activation gradients and pass carryNext on as their carry (h_t = h_{t−1}).
 /// </summary>
-internal readonly struct GruBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> hPrev, ArrayView<float> saved,
+internal readonly struct GruBackwardEpilogue(int hasCarry, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> hPrev, ArrayView<float> saved,
     ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
 {
-    private readonly int hasNext = hasNext;
+    private readonly int hasCarry = hasCarry;
     private readonly ArrayView<float> dH = dH;
     private readonly ArrayView<float> carryNext = carryNext;
     private readonly ArrayView<float> hPrev = hPrev;
@@ -71,28 +71,28 @@ internal readonly struct GruBackwardEpilogue(int hasNext, ArrayView<float> dH, A
 
     public void Apply(GemmShape s, int i, int u, float dot)
     {
-        int n1 = s.N;
-        long at = (long)i * n1 + u, ga = 3 * (long)i * n1 + u, sa = 4 * (long)i * n1 + u;
+        int units = s.N; // H: the backward GEMM gives [B, H]
+        long at = (long)i * units + u, ga = 3 * (long)i * units + u, sa = 4 * (long)i * units + u;
         if (held.Holds(i))
         {
-            CellMath.Clear(dAx, ga, n1, 3);
-            CellMath.Clear(dAh, ga, n1, 3);
-            carry[at] = 0f;
+            CellMath.Clear(dAx, ga, units, 3);
+            CellMath.Clear(dAh, ga, units, 3);
+            carry[at] = hasCarry != 0 ? carryNext[at] : 0f; // held: the identity passes the direct path on
             return;
         }
         float dh = dH[at] + dot;
-        if (hasNext != 0)
+        if (hasCarry != 0)
             dh += carryNext[at];
-        float r = saved[sa], z = saved[sa + n1], n = saved[sa + 2 * n1], hn = saved[sa + 3 * n1];
+        float r = saved[sa], z = saved[sa + units], n = saved[sa + 2 * units], hn = saved[sa + 3 * units];
         float dan = dh * (1f - z) * (1f - n * n);
         float dar = dan * hn * r * (1f - r);
         float daz = dh * (hPrev[at] - n) * z * (1f - z);
         dAx[ga] = dar;
-        dAx[ga + n1] = daz;
-        dAx[ga + 2 * n1] = dan;
+        dAx[ga + units] = daz;
+        dAx[ga + 2 * units] = dan;
         dAh[ga] = dar;
-        dAh[ga + n1] = daz;
-        dAh[ga + 2 * n1] = dan * r;
+        dAh[ga + units] = daz;
+        dAh[ga + 2 * units] = dan * r;
         carry[at] = dh * z;
     }
 }
@@ -114,7 +114,7 @@ public sealed partial class DeviceKernels
         LaunchGated(gruForward, s, hidden, hPrev, wHh, new GruForwardEpilogue(hidden, hPrev, bHh, x, saved, h, held));
 
     /// <summary>GRU backward step, s = dAhNext [B, 3H] · W_hh → [B, H] (K = 0 without a next step).</summary>
-    private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+    private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> hPrev, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) =>
-        LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
+        LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
 }

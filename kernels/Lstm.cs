@@ -24,26 +24,25 @@ internal readonly struct LstmForwardEpilogue(int hidden, ArrayView<float> hPrev,
 
     public void ApplyRow(GemmShape s, int i, int u, int stride, int count, float hi, float hf, float hg, float ho)
     {
-        int n1 = hidden;
-        long at = (long)i * n1 + u, ga = 4 * (long)i * n1 + u;
+        long at = (long)i * hidden + u, ga = 4 * (long)i * hidden + u;
         if (held.Holds(i))
         {
             h[at] = hPrev[at];
             c[at] = cPrev[at];
-            CellMath.Clear(saved, ga, n1, 4);
+            CellMath.Clear(saved, ga, hidden, 4);
             return;
         }
         float ig = CellMath.Sigmoid(x[ga] + hi);
-        float fg = CellMath.Sigmoid(x[ga + n1] + hf);
-        float gg = CellMath.Tanh(x[ga + 2 * n1] + hg);
-        float og = CellMath.Sigmoid(x[ga + 3 * n1] + ho);
+        float fg = CellMath.Sigmoid(x[ga + hidden] + hf);
+        float gg = CellMath.Tanh(x[ga + 2 * hidden] + hg);
+        float og = CellMath.Sigmoid(x[ga + 3 * hidden] + ho);
         float cv = fg * cPrev[at] + ig * gg;
         c[at] = cv;
         h[at] = og * CellMath.Tanh(cv);
         saved[ga] = ig;
-        saved[ga + n1] = fg;
-        saved[ga + 2 * n1] = gg;
-        saved[ga + 3 * n1] = og;
+        saved[ga + hidden] = fg;
+        saved[ga + 2 * hidden] = gg;
+        saved[ga + 3 * hidden] = og;
     }
 }
 
@@ -53,12 +52,13 @@ internal readonly struct LstmForwardEpilogue(int hidden, ArrayView<float> hPrev,
 /// <c>dc = dh ⊙ o ⊙ (1 − tanh² c) + carryNext</c>, <c>do = dh ⊙ tanh c</c>, <c>di = dc ⊙ g</c>,
 /// <c>df = dc ⊙ c'</c>, <c>dg = dc ⊙ i</c>, direct path <c>carry = dc ⊙ f</c> into c'; the pre-activation
 /// gradients multiply by σ' = σ(1 − σ) and tanh' = 1 − g². Both sides of the gates share them (dAh = dAx).
-/// Held rows get zeros.
+/// Without a carry in (hasCarry = 0) carryNext is not read. Held rows get zero pre-activation gradients and
+/// pass carryNext on as their carry (c_t = c_{t−1}).
 /// </summary>
-internal readonly struct LstmBackwardEpilogue(int hasNext, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> cPrev, ArrayView<float> c,
+internal readonly struct LstmBackwardEpilogue(int hasCarry, ArrayView<float> dH, ArrayView<float> carryNext, ArrayView<float> cPrev, ArrayView<float> c,
     ArrayView<float> saved, ArrayView<float> dA, ArrayView<float> carry, HeldRows held) : IGemmEpilogue, IGemmElementEpilogue
 {
-    private readonly int hasNext = hasNext;
+    private readonly int hasCarry = hasCarry;
     private readonly ArrayView<float> dH = dH;
     private readonly ArrayView<float> carryNext = carryNext;
     private readonly ArrayView<float> cPrev = cPrev;
@@ -73,24 +73,24 @@ internal readonly struct LstmBackwardEpilogue(int hasNext, ArrayView<float> dH, 
 
     public void Apply(GemmShape s, int i, int u, float dot)
     {
-        int n1 = s.N;
-        long at = (long)i * n1 + u, ga = 4 * (long)i * n1 + u;
+        int units = s.N; // H: the backward GEMM gives [B, H]
+        long at = (long)i * units + u, ga = 4 * (long)i * units + u;
         if (held.Holds(i))
         {
-            CellMath.Clear(dA, ga, n1, 4);
-            carry[at] = 0f;
+            CellMath.Clear(dA, ga, units, 4);
+            carry[at] = hasCarry != 0 ? carryNext[at] : 0f; // held: the identity passes the direct path on
             return;
         }
         float dh = dH[at] + dot;
-        float ig = saved[ga], fg = saved[ga + n1], gg = saved[ga + 2 * n1], og = saved[ga + 3 * n1];
+        float ig = saved[ga], fg = saved[ga + units], gg = saved[ga + 2 * units], og = saved[ga + 3 * units];
         float tc = CellMath.Tanh(c[at]);
         float dc = dh * og * (1f - tc * tc);
-        if (hasNext != 0)
+        if (hasCarry != 0)
             dc += carryNext[at];
         dA[ga] = dc * gg * ig * (1f - ig);
-        dA[ga + n1] = dc * cPrev[at] * fg * (1f - fg);
-        dA[ga + 2 * n1] = dc * ig * (1f - gg * gg);
-        dA[ga + 3 * n1] = dh * tc * og * (1f - og);
+        dA[ga + units] = dc * cPrev[at] * fg * (1f - fg);
+        dA[ga + 2 * units] = dc * ig * (1f - gg * gg);
+        dA[ga + 3 * units] = dh * tc * og * (1f - og);
         carry[at] = dc * fg;
     }
 }
@@ -112,7 +112,7 @@ public sealed partial class DeviceKernels
         LaunchGated(lstmForward, s, hidden, hPrev, wHh, new LstmForwardEpilogue(hidden, hPrev, cPrev, x, saved, h, c, held));
 
     /// <summary>LSTM backward step, s = dAhNext [B, 4H] · W_hh → [B, H] (K = 0 without a next step); writes dAx only (dAh = dAx).</summary>
-    private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasNext, ArrayView<float> dH, ArrayView<float> carryNext,
+    private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> cPrev, ArrayView<float> c, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> carry, HeldRows held) =>
-        LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasNext ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
+        LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
 }

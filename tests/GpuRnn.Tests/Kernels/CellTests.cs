@@ -37,8 +37,10 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
 
     /// <summary>
     /// T forward steps then T backward steps of one layer. Padded: row 1 (row 0 when B = 1) ends after
-    /// 2 steps, so with T = 7 it holds from step 2 on (h = h', c = c', zero gradients), and with T = 1 it
-    /// runs; with B = 3, row 2 ends at step 0 (held throughout).
+    /// 2 steps, so with T = 7 it holds from step 2 on (h = h', c = c', zero pre-activation gradients, the
+    /// direct-path carry passed on unchanged), and with T = 1 it runs; with B = 3, row 2 ends at step 0 (held
+    /// throughout). Padded batches also get a carry injected at the last step from outside the window (an
+    /// encoder's final-state gradient), which held rows pass down to their last true step.
     /// </summary>
     [TestCaseSource(nameof(StepCases))]
     public void StepsMatchReference(CellKind cell, int b, int h, int steps, bool padded)
@@ -125,7 +127,8 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
         // ---- backward, t = T − 1 … 0: dAh and carry of step t + 1 feed step t. The saved activations (and
         // h, c) are the reference's of each step's own float inputs, rounded to float, so that each launch
         // is checked on its own.
-        float[]? dAhNext = null, carryNext = null;
+        float[]? dAhNext = null;
+        float[]? carryNext = padded && cell != CellKind.Elman ? TestData.Uniform(rng, b * h) : null; // injected at T − 1
         for (int t = steps - 1; t >= 0; t--)
         {
             bool hasNext = t + 1 < steps;
@@ -151,7 +154,7 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
             var dAx = Poisoned((long)b * gh);
             var dAh = gru ? Poisoned((long)b * gh) : dAx;
             var carry = cell == CellKind.Elman ? default : Poisoned(b * h);
-            K.CellBackward(cell, b, h, hasNext, hasNext ? Put(dAhNext!) : default, wView, Put(dH), hasNext && cell != CellKind.Elman ? Put(carryNext!) : default,
+            K.CellBackward(cell, b, h, hasNext, hasNext ? Put(dAhNext!) : default, wView, Put(dH), carryNext is not null ? Put(carryNext) : default,
                 Put(hs[t]), Put(hIn), lstm ? Put(cs[t]) : default, lstm ? Put(cIn) : default, sw > 0 ? Put(savedIn) : default,
                 dAx, dAh, carry, lengthsView, t);
             float[] dAxGot = Get(dAx), dAhGot = Get(dAh), carryGot = cell == CellKind.Elman ? new float[b * h] : Get(carry);
@@ -164,7 +167,12 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
             for (int row = 0; row < b; row++)
             {
                 if (Held(row, t))
-                    continue; // expected zeros, exactly
+                {
+                    // Expected exactly: zero pre-activation gradients, the carry passed on.
+                    for (int u = 0; u < h && carryNext is not null; u++)
+                        carryExp[row * h + u] = carryNext[row * h + u];
+                    continue;
+                }
                 var step = rowInputs[row]!;
                 // dh = dH + dAhNext·W_hh (+ carryNext for a GRU, whose direct path enters h); an LSTM's enters c.
                 var dh = new double[h];
@@ -175,14 +183,12 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
                 {
                     dh[u] = dH[row * h + u];
                     dhMag[u] = Math.Abs(dH[row * h + u]);
-                    if (!hasNext)
-                        continue;
-                    for (int k = 0; k < gh; k++)
+                    for (int k = 0; k < gh && hasNext; k++)
                     {
                         dh[u] += (double)dAhNext![row * gh + k] * w[k * h + u];
                         dhMag[u] += Math.Abs((double)dAhNext[row * gh + k] * w[k * h + u]);
                     }
-                    double next = cell == CellKind.Elman ? 0 : carryNext![row * h + u];
+                    double next = carryNext?[row * h + u] ?? 0;
                     if (gru)
                     {
                         dh[u] += next;
@@ -214,7 +220,7 @@ public sealed class CellTests(string spec) : DeviceFixture(spec)
             if (cell != CellKind.Elman)
                 Check(carryGot, carryExp, i => hTol[i], what + " carry");
             dAhNext = dAhGot;
-            carryNext = carryGot;
+            carryNext = cell == CellKind.Elman ? null : carryGot;
         }
     }
 
