@@ -136,6 +136,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     [TestCase(1, 6, 9, CellKind.Elman)]
     [TestCase(2, 5, 8, CellKind.Elman)]
     [TestCase(2, 5, 8, CellKind.Gru)]
+    [TestCase(2, 5, 8, CellKind.Lstm)]
     public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab, CellKind cell)
     {
         var sources = Sequences(vocab, 20 + layers);
