@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using GpuRnn.Checkpoints;
+using GpuRnn.Kernels;
 using GpuRnn.Cli;
 using NUnit.Framework;
 
@@ -97,10 +98,10 @@ public sealed class ReliabilityTests : CliHarness
     }
 
     [Test]
-    public void MemoryEstimateCountsEveryBuffer([Values(0, 3)] int classes, [Values(false, true)] bool validation)
+    public void MemoryEstimateCountsEveryBuffer([Values(0, 3)] int classes, [Values(false, true)] bool validation, [Values] CellKind cell)
     {
         // The estimate must equal what a trainer really holds once it has run (and evaluated) a window.
-        var config = new ModelConfig(10, 4, 2, classes);
+        var config = new ModelConfig(10, 4, 2, classes, Cell: cell);
         using var model = new RnnModel(TestDevices.Get("cpu"), config, seed: 1);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f));
         var window = new TokenWindow(2, 3) { Steps = 3 };
@@ -115,9 +116,9 @@ public sealed class ReliabilityTests : CliHarness
     }
 
     [Test]
-    public void MemoryEstimateCountsAnEncoderDecoder()
+    public void MemoryEstimateCountsAnEncoderDecoder([Values] CellKind cell)
     {
-        var config = new ModelConfig(10, 4, 2, EncoderDecoder: true);
+        var config = new ModelConfig(10, 4, 2, EncoderDecoder: true, Cell: cell);
         using var model = new RnnModel(TestDevices.Get("cpu"), config, seed: 1);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f));
         var data = SequenceBatcher.Pairs([[4, 5, 6, 7, 8], [5]], [[6, 7], [8, 9, 4]], 2, bos: 2, eos: 3, seed: 1);
