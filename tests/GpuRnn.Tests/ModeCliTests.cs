@@ -54,6 +54,44 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(predict.Out.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(2), "one continuation per input line");
     }
 
+    /// <summary>
+    /// --cell in every mode: train, then the command that uses the model (sample, predict or eval) and
+    /// info, which names the cell; a resume continues with the checkpoint's cell.
+    /// </summary>
+    [Test]
+    public void EveryCellTrainsInEveryMode([Values("gru", "lstm")] string cell, [Values("stream", "lines", "labeled", "pairs")] string mode)
+    {
+        string data = mode switch
+        {
+            "labeled" => Labelled(),
+            "pairs" => Write("pairs.tsv", "ab\tba\nabc\tcba\nbca\tacb\ncab\tbac\nb\tb\nacab\tbaca\n"),
+            _ => Names(),
+        };
+        string model = P($"{cell}-{mode}.safetensors");
+        var (code, _, error) = Run(["train", .. Small, "--cell", cell, "--mode", mode, "--data", data, "--steps", "2", "--val-fraction", "0", "--seq-len", "4", "--out", model]);
+        Assert.That(code, Is.EqualTo(0), error);
+        var c = Checkpoint.Load(model);
+        Assert.That(Checkpoint.CellName(c.Config.Cell), Is.EqualTo(cell));
+        var info = Run("info", "--checkpoint", model);
+        Assert.That(info.Out, Does.Contain($"model:      {(cell == "gru" ? "GRU" : "LSTM")} "));
+        var use = mode switch
+        {
+            "stream" => Run("sample", "--checkpoint", model, "--device", "cpu", "--length", "5"),
+            "lines" => Run("sample", "--checkpoint", model, "--device", "cpu", "--count", "2", "--length", "5"),
+            _ => Run("eval", "--checkpoint", model, "--data", data, "--device", "cpu", "--json"),
+        };
+        Assert.That(use.Code, Is.EqualTo(0), use.Err);
+        var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--sample-length", "0", "--out", P($"{cell}-{mode}-2.safetensors"));
+        Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
+        Assert.That(Checkpoint.Load(P($"{cell}-{mode}-2.safetensors")).Config.Cell, Is.EqualTo(c.Config.Cell));
+    }
+
+    private string Write(string name, string text)
+    {
+        File.WriteAllText(P(name), text);
+        return P(name);
+    }
+
     [TestCase("lines")]
     [TestCase("pairs")]
     public void SequenceModesResumeBitIdentically(string mode)
