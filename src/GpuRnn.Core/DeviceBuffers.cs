@@ -20,9 +20,6 @@ internal sealed class DeviceBuffers : IDisposable
     /// <summary>A counter: allocates nothing, not even the host arrays.</summary>
     public static DeviceBuffers Counting() => new(null);
 
-    /// <summary>True when buffers are really allocated.</summary>
-    public bool Allocates => accelerator is not null;
-
     /// <summary>Device bytes handed out so far.</summary>
     public long Bytes { get; private set; }
 

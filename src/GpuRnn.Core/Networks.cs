@@ -17,13 +17,12 @@ internal abstract class Network : IDisposable
 
     private readonly DeviceBuffers buffers;
 
-    protected Network(DeviceBuffers buffers, int batch, int capacity, int sourceCapacity, bool training)
+    protected Network(DeviceBuffers buffers, int batch, int capacity, int sourceCapacity)
     {
         this.buffers = buffers;
         Batch = batch;
         Capacity = capacity;
         SourceCapacity = sourceCapacity;
-        Training = training;
         Scalars = buffers.Floats(2);
     }
 
@@ -35,9 +34,6 @@ internal abstract class Network : IDisposable
 
     /// <summary>The most steps of an encoder–decoder's source window (0 otherwise).</summary>
     public int SourceCapacity { get; }
-
-    /// <summary>True when built with the gradient buffers.</summary>
-    public bool Training { get; }
 
     /// <summary>[2]: the loss sum of the last window with loss, and Σ g² of the last backward.</summary>
     public ArrayView<float> Scalars { get; }
@@ -112,7 +108,7 @@ internal abstract class SingleStackNetwork : Network
     private readonly int layers;
 
     protected SingleStackNetwork(DeviceBuffers buffers, ModelConfig config, int batch, int capacity, bool training)
-        : base(buffers, batch, capacity, 0, training)
+        : base(buffers, batch, capacity, 0)
     {
         layers = config.Layers;
         stack = new RecurrentStack(buffers, config, encoder: false, batch, capacity, training);
@@ -182,7 +178,7 @@ internal sealed class EncoderDecoderNetwork : Network
     private readonly int layers, hidden;
 
     public EncoderDecoderNetwork(DeviceBuffers buffers, ModelConfig config, int batch, int capacity, int sourceCapacity, bool training)
-        : base(buffers, batch, capacity, sourceCapacity, training)
+        : base(buffers, batch, capacity, sourceCapacity)
     {
         layers = config.Layers;
         hidden = config.Hidden;
