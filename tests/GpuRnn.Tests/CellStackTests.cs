@@ -1,3 +1,4 @@
+using System.Text.Json;
 using GpuRnn.Checkpoints;
 using GpuRnn.Kernels;
 using NUnit.Framework;
@@ -62,6 +63,36 @@ public sealed class CellStackTests(string spec) : DeviceFixture(spec)
             : TrainerTests.GpuBytesPerStep;
         TestContext.Out.WriteLine($"{Spec} {cell}: {perStep} managed B per step, {launchesPerStep} launches, bound {bound} B");
         Assert.That(perStep, Is.LessThanOrEqualTo(bound), "managed bytes per steady-state step");
+    }
+
+    /// <summary>A file made elsewhere (tensors and the vocabulary only, as from PyTorch) gets its cell from weight_hh_l0: rows ÷ columns.</summary>
+    [Test]
+    public void AFileWithoutConfigGetsItsCellFromTheShapes([Values] CellKind cell)
+    {
+        const int vocab = 6, hidden = 3;
+        var layout = new ParameterLayout(new ModelConfig(vocab, hidden, 2, Cell: cell));
+        var tokens = Vocabulary.Specials.Concat(["a", "b"]).ToArray();
+        string path = Path.Combine(Path.GetTempPath(), $"gpurnn-torch-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            var tensors = layout.Tensors.Select(t => new TensorEntry(t.Name, t.Shape, new float[t.Length])).ToList();
+            new SafeTensorsFile(tensors, new Dictionary<string, string> { [Checkpoint.VocabKey] = JsonSerializer.Serialize(tokens) }).Write(path);
+            var loaded = Checkpoint.Load(path);
+            Assert.That(loaded.Config, Is.EqualTo(new ModelConfig(vocab, hidden, 2, Cell: cell)));
+
+            string other = cell == CellKind.Lstm ? "gru" : "lstm";
+            new SafeTensorsFile(tensors, new Dictionary<string, string>
+            {
+                [Checkpoint.VocabKey] = JsonSerializer.Serialize(tokens),
+                [Checkpoint.ConfigKey] = $"{{\"cell\": \"{other}\"}}",
+            }).Write(path);
+            var ex = Assert.Throws<GpuRnnException>(() => Checkpoint.Load(path));
+            Assert.That(ex!.Message, Does.Contain($"says cell {other}").And.Contain("weight_hh_l0"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>
