@@ -212,7 +212,6 @@ public sealed class CliTests
     [TestCase(new[] { "--device", "tpu" }, "gpurnn: --device tpu: unknown kind 'tpu'")]
     [TestCase(new[] { "--tokenizer", "bpe" }, "gpurnn: --tokenizer bpe: use char or word")]
     [TestCase(new[] { "--data", "no-such-file.txt" }, "gpurnn: no-such-file.txt: no such file")]
-    [TestCase(new[] { "--batch", "400" }, "gpurnn: " /* the data is too short for 400 streams: the message names the minimum */)]
     [TestCase(new[] { "--hidden", "8", "--layers", "1", "--batch", "32", "--seq-len", "200000", "--val-fraction", "0" }, "gpurnn: B=32 T=200000 H=8")] // fits memory, not 32-bit indices / grid Y
     public void BadInputIsOneLineAndExitCodeOne(string[] args, string start)
     {
@@ -223,6 +222,16 @@ public sealed class CliTests
         Assert.That(code, Is.EqualTo(ExitCodes.Error), error);
         Assert.That(error, Does.StartWith(start));
         Assert.That(error.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(File.Exists(P("x.safetensors")), Is.False);
+    }
+
+    [Test]
+    public void TooManyStreamsForTheDataNamesTheMinimum()
+    {
+        var (code, _, error) = Run("train", "--device", "cpu", "--data", data, "--out", P("x.safetensors"), "--batch", "400");
+        Assert.That(code, Is.EqualTo(ExitCodes.Error), error);
+        Assert.That(error.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(error, Does.Match($"^gpurnn: {System.Text.RegularExpressions.Regex.Escape(data)}: [0-9]+ training tokens.*--batch 400 needs at least [0-9]+"));
         Assert.That(File.Exists(P("x.safetensors")), Is.False);
     }
 

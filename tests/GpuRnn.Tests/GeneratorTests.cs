@@ -41,7 +41,17 @@ public sealed class GeneratorTests(string spec) : DeviceFixture(spec)
         Assert.That(generator.Sample(vocab, "ab", 40, o), Is.EqualTo(first));
         Assert.That(generator.Sample(vocab, "ab", 40, o with { Seed = 10 }), Is.Not.EqualTo(first));
         Assert.That(first, Does.Not.Contain(Vocabulary.Pad).And.Not.Contain(Vocabulary.Bos));
-        Assert.That(first, Has.Length.LessThanOrEqualTo(40 * Vocabulary.Unk.Length));
+
+        // A decoder that always predicts one token: 'a' runs the full length, <eos> stops at once.
+        model.SetTensor("decoder.weight", new float[vocab.Count * 8]);
+        var bias = new float[vocab.Count];
+        bias[vocab.IdOf("a")] = 50f;
+        model.SetTensor("decoder.bias", bias);
+        Assert.That(generator.Sample(vocab, "ab", 40, o), Is.EqualTo(new string('a', 40)), "the continuation, without the prime");
+        bias[vocab.IdOf("a")] = 0f;
+        bias[vocab.EndId] = 50f;
+        model.SetTensor("decoder.bias", bias);
+        Assert.That(generator.Sample(vocab, "ab", 40, o), Is.Empty, "sampling stops at <eos>");
     }
 
     [Test]

@@ -271,13 +271,17 @@ public sealed class InterruptTests : CliHarness
             string[] args = round == 0
                 ? ["train", .. Merge(Tiny, ["--hidden", "256", "--data", Data, "--steps", "1000000", "--val-fraction", "0", "--checkpoint-every", "1", "--out", output])]
                 : ["train", "--device", "cpu", "--resume", output, "--data", Data, "--steps", "1000000", "--checkpoint-every", "1", "--sample-length", "0", "--out", output];
+            // This round's child must load the checkpoint, take over the lock and save once before it is killed:
+            // wait for a write newer than the last round's.
+            var previous = File.Exists(output) ? File.GetLastWriteTimeUtc(output) : DateTime.MinValue;
             using var child = Start(args);
             try
             {
                 var clock = Stopwatch.StartNew();
-                while (!File.Exists(output) || (round > 0 && File.GetLastWriteTimeUtc(output) < DateTime.UtcNow.AddSeconds(-1) && clock.Elapsed.TotalSeconds < 60))
+                while (!File.Exists(output) || File.GetLastWriteTimeUtc(output) <= previous)
                 {
                     Assert.That(child.HasExited, Is.False, $"round {round}: the child exited early (code {(child.HasExited ? child.ExitCode : 0)})");
+                    Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(60), $"round {round}: no save within a minute");
                     Thread.Sleep(10);
                 }
                 Thread.Sleep(rng.Next(0, 300));
@@ -288,7 +292,7 @@ public sealed class InterruptTests : CliHarness
                 child.WaitForExit();
             }
             var c = Checkpoint.Load(output); // never a partial file
-            Assert.That(c.Training!.Step, Is.GreaterThanOrEqualTo(lastStep), $"round {round}");
+            Assert.That(c.Training!.Step, Is.GreaterThan(lastStep), $"round {round}: the run resumed, took over the lock and saved");
             lastStep = c.Training.Step;
             Assert.That(File.Exists(output + ".lock"), Is.True, "a killed run leaves its lock behind; the next round must take it over");
         }
