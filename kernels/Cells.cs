@@ -62,6 +62,9 @@ internal readonly struct HeldRows(ArrayView<int> lengths, int masked, int step)
 
     /// <summary>Whether row <paramref name="row"/> has ended: its state is held, its step gradients are 0.</summary>
     public bool Holds(int row) => masked != 0 && lengths[row] <= step;
+
+    /// <summary>The same rows at step <paramref name="at"/> (the fused recurrence builds each step's from one).</summary>
+    public HeldRows At(int at) => new(lengths, masked, at);
 }
 
 /// <summary>Activations of the gated cells, as PyTorch computes them.</summary>

@@ -66,6 +66,13 @@ public sealed partial class DeviceKernels : IDisposable
         if (SharedTiles && sharedBytes > accelerator.MaxSharedMemoryPerGroup)
             throw new NotSupportedException($"{accelerator.Name} offers {accelerator.MaxSharedMemoryPerGroup} B of shared memory per group; the GEMM tiles need {sharedBytes} B.");
         ReduceGroup = Math.Min(accelerator.MaxNumThreadsPerGroup, 256);
+        // The fused recurrence (DESIGN.md §9): a group owns FusedRows whole batch rows for all T steps. GPUs: one
+        // row per group, 256 threads over its units (B groups over the multiprocessors, W_hh from L2). The CPU
+        // accelerator: one thread per group (a barrier of one thread costs nothing), the rows in parallel; with
+        // forced shared tiles (tests) 2 rows and 4 threads, so threads read units other threads wrote last step
+        // and a missing barrier or a wrong row split shows on the CPU too.
+        FusedRows = cpu && SharedTiles ? 2 : 1;
+        FusedThreads = !cpu ? Math.Min(accelerator.MaxNumThreadsPerGroup, 256) : SharedTiles ? 4 : 1;
         LoadGemm();
         LoadCells();
         LoadEmbedding();

@@ -60,10 +60,15 @@ public sealed partial class DeviceKernels
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, ElmanForwardEpilogue> elmanForward = null!;
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, ElmanBackwardEpilogue> elmanBackward = null!;
 
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, ElmanForwardSteps> elmanFusedForward = null!;
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, ElmanBackwardSteps> elmanFusedBackward = null!;
+
     private void LoadElman()
     {
         elmanForward = LoadGemmKernel<ElmanForwardEpilogue>();
         elmanBackward = LoadGemmKernel<ElmanBackwardEpilogue>();
+        elmanFusedForward = LoadFusedForward<ElmanForwardSteps, ElmanForwardEpilogue>();
+        elmanFusedBackward = LoadFusedBackward<ElmanBackwardSteps, ElmanBackwardEpilogue>();
     }
 
     /// <summary>Elman forward step, s = hPrev [B, H] · W_hhᵀ (one gate: each output is its own unit, so the plain tiling serves).</summary>
@@ -73,4 +78,35 @@ public sealed partial class DeviceKernels
     /// <summary>Elman backward step, s = dzNext [B, H] · W_hh (K = 0 without a next step).</summary>
     private void ElmanBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, ArrayView<float> dH, ArrayView<float> h, ArrayView<float> dz, HeldRows held) =>
         LaunchGemm(elmanBackward, s, a, wHh, new ElmanBackwardEpilogue(dH, h, dz, held));
+}
+
+/// <summary>The Elman forward steps of a window for the fused recurrence: step t's <see cref="ElmanForwardEpilogue"/> on h_t → h_{t+1}.</summary>
+internal readonly struct ElmanForwardSteps(long bh, ArrayView<float> hStates, ArrayView<float> x, HeldRows held) : IRecurrenceSteps<ElmanForwardEpilogue>
+{
+    private readonly long bh = bh;
+    private readonly ArrayView<float> hStates = hStates;
+    private readonly ArrayView<float> x = x;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => hStates.SubView(step * bh, bh);
+
+    public ElmanForwardEpilogue At(int step) =>
+        new(hStates.SubView(step * bh, bh), x.SubView(step * bh, bh), hStates.SubView((step + 1) * bh, bh), held.At(step));
+}
+
+/// <summary>The Elman backward steps of a window for the fused recurrence: step t's <see cref="ElmanBackwardEpilogue"/>, dz_{t+1} its operand.</summary>
+internal readonly struct ElmanBackwardSteps(long bh, int steps, ArrayView<float> dH, ArrayView<float> hStates, ArrayView<float> dz, HeldRows held)
+    : IRecurrenceSteps<ElmanBackwardEpilogue>
+{
+    private readonly long bh = bh;
+    private readonly int steps = steps;
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> hStates = hStates;
+    private readonly ArrayView<float> dz = dz;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => dz.SubView((step + 1 < steps ? step + 1 : 0) * bh, bh); // the last step reads none (K = 0)
+
+    public ElmanBackwardEpilogue At(int step) =>
+        new(dH.SubView(step * bh, bh), hStates.SubView((step + 1) * bh, bh), dz.SubView(step * bh, bh), held.At(step));
 }

@@ -102,10 +102,15 @@ public sealed partial class DeviceKernels
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, GruForwardEpilogue> gruForward = null!;
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, GruBackwardEpilogue> gruBackward = null!;
 
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, GruForwardSteps> gruFusedForward = null!;
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, GruBackwardSteps> gruFusedBackward = null!;
+
     private void LoadGru()
     {
         gruForward = LoadGemmKernel<GruForwardEpilogue>();
         gruBackward = LoadGemmKernel<GruBackwardEpilogue>();
+        gruFusedForward = LoadFusedForward<GruForwardSteps, GruForwardEpilogue>();
+        gruFusedBackward = LoadFusedBackward<GruBackwardSteps, GruBackwardEpilogue>();
     }
 
     /// <summary>GRU forward step, s = hPrev [B, H] · W_hhᵀ → [B, 3H] on the gate tiling.</summary>
@@ -117,4 +122,52 @@ public sealed partial class DeviceKernels
     private void GruBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> hPrev, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) =>
         LaunchGemm(gruBackward, s, a, wHh, new GruBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, hPrev, saved, dAx, dAh, carry, held));
+}
+
+/// <summary>The GRU forward steps of a window for the fused recurrence: step t's <see cref="GruForwardEpilogue"/> on h_t → h_{t+1}.</summary>
+internal readonly struct GruForwardSteps(int hidden, long bh, ArrayView<float> hStates, ArrayView<float> bHh, ArrayView<float> x, ArrayView<float> saved, HeldRows held)
+    : IRecurrenceSteps<GruForwardEpilogue>
+{
+    private readonly int hidden = hidden;
+    private readonly long bh = bh;
+    private readonly ArrayView<float> hStates = hStates;
+    private readonly ArrayView<float> bHh = bHh;
+    private readonly ArrayView<float> x = x;
+    private readonly ArrayView<float> saved = saved;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => hStates.SubView(step * bh, bh);
+
+    public GruForwardEpilogue At(int step) =>
+        new(hidden, hStates.SubView(step * bh, bh), bHh, x.SubView(3 * step * bh, 3 * bh), saved.SubView(4 * step * bh, 4 * bh),
+            hStates.SubView((step + 1) * bh, bh), held.At(step));
+}
+
+/// <summary>
+/// The GRU backward steps of a window for the fused recurrence: step t's <see cref="GruBackwardEpilogue"/>, with step t + 1's dAh as
+/// its operand and the carry buffer as its carry in (at the last step: the injected one, if any).
+/// </summary>
+internal readonly struct GruBackwardSteps(long bh, int steps, int hasCarryIn, ArrayView<float> dH, ArrayView<float> carryIn, ArrayView<float> hStates,
+    ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry, HeldRows held) : IRecurrenceSteps<GruBackwardEpilogue>
+{
+    private readonly long bh = bh;
+    private readonly int steps = steps;
+    private readonly int hasCarryIn = hasCarryIn;
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> carryIn = carryIn;
+    private readonly ArrayView<float> hStates = hStates;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> dAx = dAx;
+    private readonly ArrayView<float> dAh = dAh;
+    private readonly ArrayView<float> carry = carry;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => dAh.SubView(3 * (step + 1 < steps ? step + 1 : 0) * bh, 3 * bh); // the last step reads none (K = 0)
+
+    public GruBackwardEpilogue At(int step)
+    {
+        bool hasNext = step + 1 < steps;
+        return new(hasNext ? 1 : hasCarryIn, dH.SubView(step * bh, bh), hasNext ? carry : carryIn, hStates.SubView(step * bh, bh),
+            saved.SubView(4 * step * bh, 4 * bh), dAx.SubView(3 * step * bh, 3 * bh), dAh.SubView(3 * step * bh, 3 * bh), carry, held.At(step));
+    }
 }

@@ -96,6 +96,7 @@ public sealed partial class DeviceKernels
             .Select(t => GroupOf(t.Name, GemmConfig(t.Tiling, 1, 1)))
             .ToList(),
         nameof(ReduceSumKernel) => [GroupOf(nameof(ReduceGroup), ReduceConfig)],
+        nameof(FusedForwardKernel) or nameof(FusedBackwardKernel) => [new KernelGroup(nameof(FusedThreads), FusedThreads, 0)],
         _ => [],
     };
 

@@ -100,10 +100,15 @@ public sealed partial class DeviceKernels
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, LstmForwardEpilogue> lstmForward = null!;
     private Action<KernelConfig, GemmShape, int, int, int, ArrayView<float>, ArrayView<float>, LstmBackwardEpilogue> lstmBackward = null!;
 
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, LstmForwardSteps> lstmFusedForward = null!;
+    private Action<KernelConfig, int, int, int, int, int, ArrayView<float>, LstmBackwardSteps> lstmFusedBackward = null!;
+
     private void LoadLstm()
     {
         lstmForward = LoadGemmKernel<LstmForwardEpilogue>();
         lstmBackward = LoadGemmKernel<LstmBackwardEpilogue>();
+        lstmFusedForward = LoadFusedForward<LstmForwardSteps, LstmForwardEpilogue>();
+        lstmFusedBackward = LoadFusedBackward<LstmBackwardSteps, LstmBackwardEpilogue>();
     }
 
     /// <summary>LSTM forward step, s = hPrev [B, H] · W_hhᵀ → [B, 4H] on the gate tiling.</summary>
@@ -115,4 +120,51 @@ public sealed partial class DeviceKernels
     private void LstmBackward(GemmShape s, ArrayView<float> a, ArrayView<float> wHh, bool hasCarry, ArrayView<float> dH, ArrayView<float> carryNext,
         ArrayView<float> cPrev, ArrayView<float> c, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> carry, HeldRows held) =>
         LaunchGemm(lstmBackward, s, a, wHh, new LstmBackwardEpilogue(hasCarry ? 1 : 0, dH, carryNext, cPrev, c, saved, dAx, carry, held));
+}
+
+/// <summary>The LSTM forward steps of a window for the fused recurrence: step t's <see cref="LstmForwardEpilogue"/> on (h_t, c_t) → (h_{t+1}, c_{t+1}).</summary>
+internal readonly struct LstmForwardSteps(int hidden, long bh, ArrayView<float> hStates, ArrayView<float> cStates, ArrayView<float> x, ArrayView<float> saved, HeldRows held)
+    : IRecurrenceSteps<LstmForwardEpilogue>
+{
+    private readonly int hidden = hidden;
+    private readonly long bh = bh;
+    private readonly ArrayView<float> hStates = hStates;
+    private readonly ArrayView<float> cStates = cStates;
+    private readonly ArrayView<float> x = x;
+    private readonly ArrayView<float> saved = saved;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => hStates.SubView(step * bh, bh);
+
+    public LstmForwardEpilogue At(int step) =>
+        new(hidden, hStates.SubView(step * bh, bh), cStates.SubView(step * bh, bh), x.SubView(4 * step * bh, 4 * bh), saved.SubView(4 * step * bh, 4 * bh),
+            hStates.SubView((step + 1) * bh, bh), cStates.SubView((step + 1) * bh, bh), held.At(step));
+}
+
+/// <summary>
+/// The LSTM backward steps of a window for the fused recurrence: step t's <see cref="LstmBackwardEpilogue"/>, with step t + 1's dA as
+/// its operand and the carry buffer as its carry in (at the last step: the injected one, if any).
+/// </summary>
+internal readonly struct LstmBackwardSteps(long bh, int steps, int hasCarryIn, ArrayView<float> dH, ArrayView<float> carryIn, ArrayView<float> cStates,
+    ArrayView<float> saved, ArrayView<float> dA, ArrayView<float> carry, HeldRows held) : IRecurrenceSteps<LstmBackwardEpilogue>
+{
+    private readonly long bh = bh;
+    private readonly int steps = steps;
+    private readonly int hasCarryIn = hasCarryIn;
+    private readonly ArrayView<float> dH = dH;
+    private readonly ArrayView<float> carryIn = carryIn;
+    private readonly ArrayView<float> cStates = cStates;
+    private readonly ArrayView<float> saved = saved;
+    private readonly ArrayView<float> dA = dA;
+    private readonly ArrayView<float> carry = carry;
+    private readonly HeldRows held = held;
+
+    public ArrayView<float> Operand(int step) => dA.SubView(4 * (step + 1 < steps ? step + 1 : 0) * bh, 4 * bh); // the last step reads none (K = 0)
+
+    public LstmBackwardEpilogue At(int step)
+    {
+        bool hasNext = step + 1 < steps;
+        return new(hasNext ? 1 : hasCarryIn, dH.SubView(step * bh, bh), hasNext ? carry : carryIn, cStates.SubView(step * bh, bh),
+            cStates.SubView((step + 1) * bh, bh), saved.SubView(4 * step * bh, 4 * bh), dA.SubView(4 * step * bh, 4 * bh), carry, held.At(step));
+    }
 }

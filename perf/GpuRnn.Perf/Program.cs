@@ -5,7 +5,7 @@ using GpuRnn;
 using GpuRnn.Checkpoints;
 
 // Trains the language model on random token ids and reports time per step and throughput.
-// Usage: gpurnn-perf [--cell rnn|gru|lstm] [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
+// Usage: gpurnn-perf [--cell rnn|gru|lstm] [--recurrence per-step|fused|auto] [--hidden H] [--layers L] [--vocab V] [--batch B] [--seq-len T] [--steps N]
 //                    [--warmup W] [--optimizer sgd|adagrad|rmsprop|adam] [--device SPEC] [--json]
 //        gpurnn-perf ptx [--out DIR] [--arch sm_70,sm_80,sm_90] [--ptxas PATH] [--format json|markdown]
 //        (the static proof of the CUDA path, no GPU needed: PtxCommand.cs)
@@ -14,7 +14,7 @@ if (args.Length > 0 && args[0] == "ptx")
 
 var options = new Dictionary<string, string>
 {
-    ["--cell"] = "rnn", ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
+    ["--cell"] = "rnn", ["--recurrence"] = "auto", ["--hidden"] = "128", ["--layers"] = "1", ["--vocab"] = "65", ["--batch"] = "32", ["--seq-len"] = "64",
     ["--steps"] = "20", ["--warmup"] = "3", ["--optimizer"] = "adam", ["--device"] = "auto",
 };
 bool json = false;
@@ -38,6 +38,7 @@ try
     int hidden = Int("--hidden"), layers = Int("--layers"), vocab = Int("--vocab"), batch = Int("--batch");
     int seqLen = Int("--seq-len"), steps = Int("--steps"), warmup = Int("--warmup", 0);
     var cell = Checkpoint.ParseCell(options["--cell"]);
+    var recurrence = RecurrenceNames.Parse(options["--recurrence"]) ?? throw new GpuRnnException($"--recurrence {options["--recurrence"]}: use per-step, fused or auto");
     var kind = options["--optimizer"] switch
     {
         "sgd" => OptimizerKind.Sgd,
@@ -48,8 +49,8 @@ try
     };
 
     using var device = GpuDevice.Open(options["--device"]);
-    var validation = Validate(device, vocab, layers, cell);
-    using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 1);
+    var validation = Validate(device, vocab, layers, cell, recurrence);
+    using var model = new RnnModel(device, new ModelConfig(vocab, hidden, layers, Cell: cell), seed: 1) { Recurrence = recurrence };
     using var trainer = new Trainer(model, new OptimizerSettings(kind, kind == OptimizerKind.Sgd ? 0.1f : 1e-3f, ClipNorm: 5f));
     var rng = new Random(1);
     var ids = new int[batch * (seqLen * (warmup + steps) + 1)];
@@ -83,7 +84,9 @@ try
     {
         device = device.Info.Name,
         kind = device.Info.Spec,
-        cell = Checkpoint.CellName(cell), hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
+        cell = Checkpoint.CellName(cell),
+        recurrence = RecurrenceNames.Name(RecurrenceNames.Resolve(recurrence)), // the path that ran (auto resolved)
+        hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
         medianMsPerStep = median,
         minMsPerStep = min,
         tokensPerSecond = batch * seqLen / (median / 1000.0),
@@ -101,7 +104,7 @@ try
     }
     else
     {
-        Console.WriteLine($"device {report.kind} {report.device}: {report.cell} H={hidden} L={layers} V={vocab} B={batch} T={seqLen} {report.optimizer}");
+        Console.WriteLine($"device {report.kind} {report.device}: {report.cell} ({report.recurrence}) H={hidden} L={layers} V={vocab} B={batch} T={seqLen} {report.optimizer}");
         Console.WriteLine($"  {median:F2} ms/step median, {min:F2} min; {report.tokensPerSecond:F0} tokens/s");
         Console.WriteLine($"  {report.launchesPerStep:F1} launches/step; {report.bytesToDevicePerStep:F0} B to device, {report.bytesToHostPerStep:F0} B to host, {report.managedBytesPerStep:F0} managed B per step");
     }
@@ -114,12 +117,12 @@ catch (GpuRnnException e)
 }
 
 // Before anything is timed: the first step's loss of a small model (same V and L, H = 16, B = 3,
-// T = 7) on this device must match the double-precision reference for the same weights. The
+// T = 7), on the recurrence path to be timed, on this device must match the double-precision reference for the same weights. The
 // tolerance allows float32 rounding, and on CUDA the tanh.approx.f32 that XMath.Tanh compiles to.
-static object Validate(GpuDevice device, int vocab, int layers, GpuRnn.Kernels.CellKind cell)
+static object Validate(GpuDevice device, int vocab, int layers, GpuRnn.Kernels.CellKind cell, Recurrence recurrence)
 {
     const int h = 16, b = 3, t = 7;
-    using var model = new RnnModel(device, new ModelConfig(vocab, h, layers, Cell: cell), seed: 7);
+    using var model = new RnnModel(device, new ModelConfig(vocab, h, layers, Cell: cell), seed: 7) { Recurrence = recurrence };
     using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
     var rng = new Random(7);
     var window = new TokenWindow(b, t) { Steps = t, ResetState = true };

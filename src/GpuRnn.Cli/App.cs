@@ -72,6 +72,14 @@ public static class App
     /// <summary>An option without a default.</summary>
     internal static Option<T> Opt<T>(string name, string description) => new(name) { Description = description };
 
+    /// <summary>The <c>--recurrence</c> option of every command that runs a model (<see cref="RnnModel.Recurrence"/>).</summary>
+    internal static Option<string> RecurrenceOpt() =>
+        Opt("--recurrence", "How each layer's time loop runs: per-step (one launch per step), fused (one launch per layer and direction for all steps) or auto (per-step until a GPU measurement favours fused); the results are the same.", "auto");
+
+    /// <summary>The value of <see cref="RecurrenceOpt"/>.</summary>
+    internal static Recurrence ParseRecurrence(string name) =>
+        RecurrenceNames.Parse(name) ?? throw new GpuRnnException($"--recurrence {name}: use per-step, fused or auto");
+
     /// <summary>Whether the user typed the option (as opposed to its default applying).</summary>
     internal static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
 }

@@ -16,8 +16,9 @@ internal static class EvalCommand
         var batch = App.Opt("--batch", "Parallel streams B.", 32);
         var seqLen = App.Opt("--seq-len", "Window length T (the hidden state is carried across windows).", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var recurrence = App.RecurrenceOpt();
         var json = App.Opt("--json", "Print one JSON object {\"loss\", \"perplexity\", \"tokens\"}.", false);
-        var cmd = new Command("eval", "Score a model on a text file in its mode: loss and perplexity for language models; accuracy, per-class precision/recall/F1 and the confusion matrix for classifiers.") { checkpoint, data, batch, seqLen, device, json };
+        var cmd = new Command("eval", "Score a model on a text file in its mode: loss and perplexity for language models; accuracy, per-class precision/recall/F1 and the confusion matrix for classifiers.") { checkpoint, data, batch, seqLen, device, recurrence, json };
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
@@ -25,8 +26,10 @@ internal static class EvalCommand
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
             string dataPath = r.GetValue(data)!;
             string text = TextFile.Read(dataPath);
+            var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
+            model.Recurrence = timeLoop;
             using var predictor = new Predictor(model);
             int b = r.GetValue(batch);
             switch (c.Mode)

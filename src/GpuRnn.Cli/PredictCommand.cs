@@ -17,9 +17,10 @@ internal static class PredictCommand
         var seed = App.Opt("--seed", "Language models: random seed.", 1);
         var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var recurrence = App.RecurrenceOpt();
         var cmd = new Command("predict", "For each input line: the label and its probability (classifier), the decoded target (encoder–decoder, greedy) or the model's continuation (language model).")
         {
-            checkpoint, input, length, temperature, seed, batch, device,
+            checkpoint, input, length, temperature, seed, batch, device, recurrence,
         };
         cmd.SetAction(r =>
         {
@@ -33,8 +34,10 @@ internal static class PredictCommand
             var lines = text.Split('\n');
             if (lines.Length > 0 && lines[^1].Length == 0)
                 lines = lines[..^1];
+            var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
+            model.Recurrence = timeLoop;
             if (c.Config.IsClassifier)
                 Classify(stdout, c, model, lines, r.GetValue(batch));
             else if (c.Config.EncoderDecoder)

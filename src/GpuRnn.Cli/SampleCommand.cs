@@ -18,7 +18,8 @@ internal static class SampleCommand
         var seed = App.Opt("--seed", "Random seed: the same seed gives the same text.", 1);
         var count = App.Opt("--count", "Number of samples.", 1);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
-        var cmd = new Command("sample", "Generate text from a trained model.") { checkpoint, prime, length, temperature, topK, topP, seed, count, device };
+        var recurrence = App.RecurrenceOpt();
+        var cmd = new Command("sample", "Generate text from a trained model.") { checkpoint, prime, length, temperature, topK, topP, seed, count, device, recurrence };
         cmd.SetAction(r =>
         {
             if (r.GetValue(count) < 1)
@@ -35,8 +36,10 @@ internal static class SampleCommand
                 const string prefix = "text: ";
                 throw new GpuRnnException($"--prime: {(e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message)} of {c.Source}", e);
             }
+            var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = c.CreateModel(gpu);
+            model.Recurrence = timeLoop;
             using var generator = new Generator(model);
             for (int i = 0; i < r.GetValue(count); i++)
             {

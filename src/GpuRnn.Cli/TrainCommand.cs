@@ -25,6 +25,7 @@ internal static class TrainCommand
         var clipValue = App.Opt("--clip-value", "Clamp each gradient to ±X; 0 = off.", 0f);
         var seed = App.Opt("--seed", "Seed of the weight initialisation.", 1);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
+        var recurrence = App.RecurrenceOpt();
         var valFraction = App.Opt("--val-fraction", "Held-out tail of the data for validation; 0 = none.", 0.05);
         var evalEvery = App.Opt("--eval-every", "Validate every N steps (and at the end); 0 = only at the end.", 100);
         var checkpointEvery = App.Opt("--checkpoint-every", "Save a checkpoint every N steps (and at the end); 0 = only at the end.", 500);
@@ -41,7 +42,7 @@ internal static class TrainCommand
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
-            data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device,
+            data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
             valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
         };
         cmd.SetAction(r =>
@@ -63,6 +64,7 @@ internal static class TrainCommand
                 Optimizer = new OptimizerSettings(Checkpoint.ParseOptimizer(r.GetValue(optimizer)!), r.GetValue(lr), r.GetValue(momentum), r.GetValue(clipNorm), r.GetValue(clipValue)),
                 Seed = r.GetValue(seed),
                 Device = r.GetValue(device)!,
+                Recurrence = App.ParseRecurrence(r.GetValue(recurrence)!),
                 ValFraction = r.GetValue(valFraction),
                 EvalEvery = r.GetValue(evalEvery),
                 CheckpointEvery = r.GetValue(checkpointEvery),
@@ -106,6 +108,7 @@ internal sealed class TrainRun
     public OptimizerSettings Optimizer { get; set; } = null!;
     public int Seed { get; set; }
     public required string Device { get; init; }
+    public Recurrence Recurrence { get; init; }
     public double ValFraction { get; set; }
     public int EvalEvery { get; init; }
     public int CheckpointEvery { get; init; }
@@ -159,6 +162,7 @@ internal sealed class TrainRun
 
         using var gpu = GpuDevice.Open(Device);
         using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, config, Seed);
+        model.Recurrence = Recurrence;
         using var trainer = new Trainer(model, Optimizer);
         double best = double.NaN;
         if (Resume is not null)

@@ -92,6 +92,23 @@ internal sealed class Cell
         k.CellBackward(Kind, batch, Hidden, hasNext, dAhNext, w.WeightHh, dH, carryNext, hPrev, h, cPrev, c, saved, dAx, dAh, carry, lengths, step);
 
     /// <summary>
+    /// All <paramref name="steps"/> forward steps of a layer, ONE launch (the fused recurrence): what
+    /// <see cref="Forward"/> computes step by step, over the state blocks [T + 1, B, H], x [T, B, G] and saved [T, B, S].
+    /// </summary>
+    public void ForwardAll(DeviceKernels k, int batch, int steps, CellWeights w, ArrayView<float> hStates, ArrayView<float> cStates, ArrayView<float> x,
+        ArrayView<float> saved, ArrayView<int> lengths) =>
+        k.RecurrenceForward(Kind, batch, Hidden, steps, hStates, cStates, w.WeightHh, w.BiasHh, x, saved, lengths);
+
+    /// <summary>
+    /// All <paramref name="steps"/> backward steps of a layer, ONE launch (the fused recurrence): what <see cref="Backward"/>
+    /// computes from t = T − 1 down to 0, with <paramref name="carryIn"/> injected at the last step (default for none).
+    /// </summary>
+    public void BackwardAll(DeviceKernels k, int batch, int steps, CellWeights w, ArrayView<float> dH, ArrayView<float> carryIn,
+        ArrayView<float> hStates, ArrayView<float> cStates, ArrayView<float> saved, ArrayView<float> dAx, ArrayView<float> dAh, ArrayView<float> carry,
+        ArrayView<int> lengths) =>
+        k.RecurrenceBackward(Kind, batch, Hidden, steps, w.WeightHh, dH, carryIn, hStates, cStates, saved, dAx, dAh, carry, lengths);
+
+    /// <summary>
     /// The parameter gradients of a layer from the whole window at once (DESIGN.md §3 step 6):
     /// dW_hh [G, H] = Σ_t dAh_tᵀ·h_{t−1} as ONE GEMM over all P positions, db_hh = colsum dAh,
     /// db_ih = colsum dAx (one launch writing both when dAh is dAx), dW_ih a scatter of dAx into token

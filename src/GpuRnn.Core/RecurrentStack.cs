@@ -127,7 +127,7 @@ internal sealed class RecurrentStack
 
     /// <summary>
     /// Forward over <paramref name="window"/>: its ids (and lengths, for a padded batch) up, then layer
-    /// by layer the hoisted input term for all s steps at once and the recurrence, one launch a step.
+    /// by layer the hoisted input term for all s steps at once and the recurrence: one launch a step, or one for all steps on the fused path (<see cref="RnnModel.Recurrence"/>).
     /// The state starts from zero when <paramref name="fromZero"/>, else from the state at t = 0 (carried
     /// from the last window, or set by an encoder).
     /// </summary>
@@ -156,14 +156,21 @@ internal sealed class RecurrentStack
         var held = window.Padded ? lengths : default;
         if (window.Padded)
             k.Upload<int>(window.Lengths.AsSpan(0, b), lengths);
-        long bg = (long)b * cell.Width, bs = (long)b * cell.SavedWidth;
+        long bh = (long)b * hidden, bg = (long)b * cell.Width, bs = (long)b * cell.SavedWidth;
         var xs = x.SubView(0, p * (long)cell.Width);
+        bool fused = RecurrenceNames.Resolve(model.Recurrence) == Recurrence.Fused;
         var blocks = Blocks(model);
         for (int layer = 0; layer < layers; layer++)
         {
             var w = CellWeights.Of(model.Parameters, blocks[layer]);
             cell.InputTerm(k, p, vocab, layer == 0, ids, layer == 0 ? default : Outputs(layer - 1, s), w, xs);
             var keep = saved.Length == 0 ? default : saved[layer];
+            if (fused)
+            {
+                cell.ForwardAll(k, b, s, w, states[layer].SubView(0, (s + 1) * bh), cells.Length == 0 ? default : cells[layer].SubView(0, (s + 1) * bh), xs,
+                    keep.IsValid ? keep.SubView(0, s * bs) : default, held);
+                continue;
+            }
             for (int t = 0; t < s; t++)
             {
                 cell.Forward(k, b, w, State(layer, t), CellState(layer, t), xs.SubView(t * bg, bg),
@@ -192,6 +199,7 @@ internal sealed class RecurrentStack
         var dAxs = dAx.SubView(0, p * (long)cell.Width);
         var dAhs = dAh.SubView(0, p * (long)cell.Width);
         var held = window.Padded ? lengths : default; // uploaded by the forward pass
+        bool fused = RecurrenceNames.Resolve(model.Recurrence) == Recurrence.Fused;
         if (inject.IsValid)
             k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs);
         var blocks = Blocks(model);
@@ -202,7 +210,12 @@ internal sealed class RecurrentStack
             // An LSTM's c gets its injected gradient at the window's end through the direct path; held
             // steps pass it down to each sequence's last true step.
             var carryIn = inject.C.IsValid ? inject.C.SubView(layer * bh, bh) : default;
-            for (int t = s - 1; t >= 0; t--)
+            if (fused)
+            {
+                cell.BackwardAll(k, b, s, w, dHs, carryIn, states[layer].SubView(0, (s + 1) * bh), cells.Length == 0 ? default : cells[layer].SubView(0, (s + 1) * bh),
+                    keep.IsValid ? keep.SubView(0, s * bs) : default, dAxs, dAhs, carry, held);
+            }
+            for (int t = fused ? -1 : s - 1; t >= 0; t--)
             {
                 bool hasNext = t + 1 < s;
                 cell.Backward(k, b, hasNext, w, dAhs.SubView((hasNext ? t + 1 : 0) * bg, bg), dHs.SubView(t * bh, bh), hasNext ? carry : carryIn,

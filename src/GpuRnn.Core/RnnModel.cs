@@ -56,6 +56,12 @@ public sealed class RnnModel : IDisposable
     /// <summary>The model's sizes.</summary>
     public ModelConfig Config { get; }
 
+    /// <summary>
+    /// How the stacks run their time loops (<see cref="GpuRnn.Recurrence"/>): a run setting, not part of the checkpoint, since
+    /// both paths compute the same model. Default <see cref="Recurrence.Auto"/>.
+    /// </summary>
+    public Recurrence Recurrence { get; set; } = Recurrence.Auto;
+
     /// <summary>Names, shapes and offsets of the tensors in the flat buffer.</summary>
     public ParameterLayout Layout { get; }
 

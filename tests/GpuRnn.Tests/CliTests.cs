@@ -126,6 +126,25 @@ public sealed class CliTests
         Assert.That(b.Training, Is.EqualTo(a.Training));
     }
 
+    /// <summary>--recurrence fused trains the same weights as per-step (bit for bit on the CPU accelerator) and eval takes it too; a bad value is one line.</summary>
+    [Test]
+    public void FusedRecurrenceTrainsTheSameWeightsAsPerStep()
+    {
+        string[] common = ["--data", data, "--cell", "gru", "--val-fraction", "0.2", "--eval-every", "2", "--steps", "3"];
+        Assert.That(Train([.. common, "--recurrence", "per-step", "--out", P("p.safetensors")]).Code, Is.EqualTo(0));
+        var (code, _, error) = Train([.. common, "--recurrence", "fused", "--out", P("f.safetensors")]);
+        Assert.That(code, Is.EqualTo(0), error);
+        var a = Checkpoint.Load(P("p.safetensors"));
+        var b = Checkpoint.Load(P("f.safetensors"));
+        foreach (var (name, w) in a.Weights)
+            Assert.That(b.Weights[name], Is.EqualTo(w).AsCollection, $"{name} must be bit-identical");
+        string Eval(string recurrence) => Run("eval", "--checkpoint", P("p.safetensors"), "--data", data, "--batch", "2", "--seq-len", "9", "--device", "cpu", "--json", "--recurrence", recurrence).Out;
+        Assert.That(Eval("fused"), Is.EqualTo(Eval("per-step")));
+        var bad = Train([.. common, "--recurrence", "fast", "--out", P("x.safetensors")]);
+        Assert.That(bad.Code, Is.Not.EqualTo(0));
+        Assert.That(bad.Err, Does.Contain("--recurrence fast: use per-step, fused or auto"));
+    }
+
     [Test]
     public void ResumeRefusesConflictingSizes()
     {
