@@ -228,7 +228,7 @@ if [[ -x "$TESTS" ]]; then
     limit=$(( left < TEST_CAP ? left : TEST_CAP ))
     log "RUN  tests (timeout ${limit}s): filter $TEST_FILTER"
     t0=$SECONDS
-    (cd "$SCRIPT_DIR/.." && timeout -k 5 "$limit" "$TESTS" --filter "$TEST_FILTER" --no-ansi --no-progress --output Detailed \
+    (cd "$SCRIPT_DIR/.." && export GPURNN_REPO_ROOT="$PWD" && timeout -k 5 "$limit" "$TESTS" --filter "$TEST_FILTER" --no-ansi --no-progress --output Detailed \
         --results-directory "$OUT/test-results") > "$OUT/tests.log" 2>&1
     test_rc=$?
     log "tests finished (rc $test_rc) in $((SECONDS - t0))s: $(grep -E '^ +(total|failed|succeeded|skipped):' "$OUT/tests.log" | tr -s ' \n' ' ')"

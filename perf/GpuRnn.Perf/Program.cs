@@ -85,7 +85,7 @@ try
         device = device.Info.Name,
         kind = device.Info.Spec,
         cell = Checkpoint.CellName(cell),
-        recurrence = RecurrenceNames.Name(RecurrenceNames.Resolve(recurrence)), // the path that ran (auto resolved)
+        recurrence = RecurrenceNames.Name(model.RecurrencePath), // the path that ran (auto resolved)
         hidden, layers, vocab, batch, seqLen, steps, optimizer = options["--optimizer"],
         medianMsPerStep = median,
         minMsPerStep = min,

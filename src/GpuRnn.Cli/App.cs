@@ -74,7 +74,7 @@ public static class App
 
     /// <summary>The <c>--recurrence</c> option of every command that runs a model (<see cref="RnnModel.Recurrence"/>).</summary>
     internal static Option<string> RecurrenceOpt() =>
-        Opt("--recurrence", "How each layer's time loop runs: per-step (one launch per step), fused (one launch per layer and direction for all steps) or auto (per-step until a GPU measurement favours fused); the results are the same.", "auto");
+        Opt("--recurrence", "How each layer's time loop runs: per-step (one launch per step), fused (one launch per layer and direction for all steps) or auto (fused on a GPU for Elman/GRU layers with H ≤ 128, else per-step: measured on an H200); the results are the same.", "auto");
 
     /// <summary>The value of <see cref="RecurrenceOpt"/>.</summary>
     internal static Recurrence ParseRecurrence(string name) =>

@@ -1,3 +1,5 @@
+using GpuRnn.Kernels;
+
 namespace GpuRnn;
 
 /// <summary>
@@ -6,7 +8,7 @@ namespace GpuRnn;
 /// </summary>
 public enum Recurrence
 {
-    /// <summary>The engine's choice: <see cref="PerStep"/> until a GPU measurement says otherwise.</summary>
+    /// <summary>The engine's choice, from a GPU measurement (<see cref="RecurrenceNames.Resolve"/>).</summary>
     Auto = 0,
 
     /// <summary>One launch per time step, layer and direction (the recurrent GEMM with the cell as its epilogue).</summary>
@@ -37,10 +39,20 @@ public static class RecurrenceNames
         _ => null,
     };
 
-    /// <summary>The path <paramref name="recurrence"/> runs: <see cref="Recurrence.Auto"/> is <see cref="Recurrence.PerStep"/> (no GPU measurement has favoured the fused path yet).</summary>
-    public static Recurrence Resolve(Recurrence recurrence) => recurrence switch
+    /// <summary>Largest H for which <see cref="Recurrence.Auto"/> picks the fused path on a GPU (see <see cref="Resolve"/>).</summary>
+    public const int FusedAutoMaxHidden = 128;
+
+    /// <summary>
+    /// The path <paramref name="recurrence"/> runs. <see cref="Recurrence.Auto"/> follows the one GPU measurement
+    /// there is (NVIDIA H200, 2026-11-30, B = 64, T = 100, perf/README.md): the fused path was faster for the Elman
+    /// cell (3.85 vs 4.38 ms/step) and the GRU (7.20 vs 11.20) at H = 128, slower for the LSTM at H = 128 and for every
+    /// cell from H = 256 on (one group per batch row leaves most of the card idle). So: fused on a GPU for Elman and
+    /// GRU layers with H ≤ <see cref="FusedAutoMaxHidden"/>, per-step everywhere else (on the CPU accelerator the two
+    /// cost the same).
+    /// </summary>
+    public static Recurrence Resolve(Recurrence recurrence, bool gpu, CellKind cell, int hidden) => recurrence switch
     {
-        Recurrence.Auto => Recurrence.PerStep,
+        Recurrence.Auto => gpu && cell != CellKind.Lstm && hidden <= FusedAutoMaxHidden ? Recurrence.Fused : Recurrence.PerStep,
         Recurrence.PerStep or Recurrence.Fused => recurrence,
         _ => throw new ArgumentOutOfRangeException(nameof(recurrence), recurrence, "unknown recurrence"),
     };

@@ -158,7 +158,7 @@ internal sealed class RecurrentStack
             k.Upload<int>(window.Lengths.AsSpan(0, b), lengths);
         long bh = (long)b * hidden, bg = (long)b * cell.Width, bs = (long)b * cell.SavedWidth;
         var xs = x.SubView(0, p * (long)cell.Width);
-        bool fused = RecurrenceNames.Resolve(model.Recurrence) == Recurrence.Fused;
+        bool fused = model.RecurrencePath == Recurrence.Fused;
         var blocks = Blocks(model);
         for (int layer = 0; layer < layers; layer++)
         {
@@ -199,7 +199,7 @@ internal sealed class RecurrentStack
         var dAxs = dAx.SubView(0, p * (long)cell.Width);
         var dAhs = dAh.SubView(0, p * (long)cell.Width);
         var held = window.Padded ? lengths : default; // uploaded by the forward pass
-        bool fused = RecurrenceNames.Resolve(model.Recurrence) == Recurrence.Fused;
+        bool fused = model.RecurrencePath == Recurrence.Fused;
         if (inject.IsValid)
             k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs);
         var blocks = Blocks(model);

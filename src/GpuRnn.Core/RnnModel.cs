@@ -62,6 +62,9 @@ public sealed class RnnModel : IDisposable
     /// </summary>
     public Recurrence Recurrence { get; set; } = Recurrence.Auto;
 
+    /// <summary>The path <see cref="Recurrence"/> runs on this device for this model (<see cref="Recurrence.Auto"/> resolved).</summary>
+    public Recurrence RecurrencePath => RecurrenceNames.Resolve(Recurrence, Device.Info.IsGpu, Config.Cell, Config.Hidden);
+
     /// <summary>Names, shapes and offsets of the tensors in the flat buffer.</summary>
     public ParameterLayout Layout { get; }
 

@@ -219,11 +219,20 @@ public sealed class FusedRecurrenceTests(string spec) : DeviceFixture(spec)
         Assert.That(perStep, Is.LessThanOrEqualTo(bound), "managed bytes per steady-state step");
     }
 
-    /// <summary>Auto runs the per-step path until a GPU measurement says otherwise; the names round-trip.</summary>
+    /// <summary>
+    /// Auto follows the H200 measurement: fused for Elman and GRU layers with H ≤ 128 on a GPU, per-step otherwise;
+    /// an explicit choice is kept; the names round-trip.
+    /// </summary>
     [Test]
-    public void AutoIsPerStepAndTheNamesRoundTrip()
+    public void AutoFollowsTheGpuMeasurementAndTheNamesRoundTrip()
     {
-        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto), Is.EqualTo(Recurrence.PerStep));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto, gpu: true, CellKind.Elman, 128), Is.EqualTo(Recurrence.Fused));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto, gpu: true, CellKind.Gru, 64), Is.EqualTo(Recurrence.Fused));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto, gpu: true, CellKind.Lstm, 128), Is.EqualTo(Recurrence.PerStep));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto, gpu: true, CellKind.Elman, 129), Is.EqualTo(Recurrence.PerStep));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Auto, gpu: false, CellKind.Elman, 16), Is.EqualTo(Recurrence.PerStep));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.PerStep, gpu: true, CellKind.Elman, 16), Is.EqualTo(Recurrence.PerStep));
+        Assert.That(RecurrenceNames.Resolve(Recurrence.Fused, gpu: false, CellKind.Lstm, 1024), Is.EqualTo(Recurrence.Fused));
         foreach (var r in Enum.GetValues<Recurrence>())
             Assert.That(RecurrenceNames.Parse(RecurrenceNames.Name(r)), Is.EqualTo(r));
         Assert.That(RecurrenceNames.Parse("fast"), Is.Null);

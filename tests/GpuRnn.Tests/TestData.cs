@@ -15,12 +15,14 @@ internal static class TestData
     public static double[] ToDouble(float[] x) => Array.ConvertAll(x, v => (double)v);
 
     /// <summary>
-    /// The repository root (where GpuRnn.sln is), found from the test binary's folder, else from the current
-    /// folder (the self-contained test program of perf/gpu-run.sh runs from an unpacked archive, started in the tree).
+    /// The repository root (where GpuRnn.sln is): GPURNN_REPO_ROOT when set (perf/gpu-bench.sh sets it for the
+    /// self-contained test program, which runs from an unpacked archive and whose runner moves the current folder
+    /// there), else found above the test binary's folder or the current folder.
     /// </summary>
     public static string RepoRoot()
     {
-        foreach (string start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
+        string? given = Environment.GetEnvironmentVariable("GPURNN_REPO_ROOT");
+        foreach (string start in new[] { given ?? "", AppContext.BaseDirectory, Environment.CurrentDirectory }.Where(s => s.Length > 0))
         {
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
