@@ -44,8 +44,8 @@ public static class App
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors)
-                stderr.WriteLine($"gpurnn: {error.Message}");
+            foreach (string message in UsageMessages(parsed, args))
+                stderr.WriteLine($"gpurnn: {message}");
             stderr.WriteLine("gpurnn: see 'gpurnn --help'");
             return ExitCodes.Usage;
         }
@@ -63,6 +63,69 @@ public static class App
             stderr.WriteLine($"gpurnn: {e.Message}");
             return ExitCodes.Diverged;
         }
+    }
+
+    /// <summary>
+    /// The parser's errors in the words of this program: a value of the wrong type says what is expected ("a number"),
+    /// not a .NET type name; an unknown flag suggests the nearest flag of its command (and the value that followed it
+    /// is not reported a second time).
+    /// </summary>
+    private static IEnumerable<string> UsageMessages(ParseResult parsed, string[] args)
+    {
+        var flags = parsed.CommandResult.Command.Options.Select(o => o.Name).Where(n => n.StartsWith("--", StringComparison.Ordinal)).ToList();
+        var unknownFlags = new HashSet<int>();
+        foreach (var error in parsed.Errors)
+        {
+            var typed = System.Text.RegularExpressions.Regex.Match(error.Message, "^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\\.?$");
+            if (typed.Success)
+            {
+                string expected = typed.Groups[3].Value switch
+                {
+                    "System.Single" or "System.Double" => "a number",
+                    "System.Int32" or "System.Int64" => "an integer",
+                    "System.Boolean" => "true or false",
+                    _ => "another kind of value",
+                };
+                yield return $"{typed.Groups[2].Value} {typed.Groups[1].Value}: expected {expected}";
+                continue;
+            }
+            var unknown = System.Text.RegularExpressions.Regex.Match(error.Message, "^Unrecognized command or argument '(.*)'\\.?$");
+            if (unknown.Success)
+            {
+                string token = unknown.Groups[1].Value;
+                int at = Array.IndexOf(args, token);
+                if (!token.StartsWith('-') && at > 0 && unknownFlags.Contains(at - 1))
+                    continue; // the value of an unknown flag
+                if (token.StartsWith("--", StringComparison.Ordinal))
+                {
+                    unknownFlags.Add(at);
+                    string? near = flags.OrderBy(f => EditDistance(f, token)).FirstOrDefault();
+                    yield return near is not null && EditDistance(near, token) <= Math.Max(2, token.Length / 4)
+                        ? $"unknown flag {token}; did you mean {near}?"
+                        : $"unknown flag {token}";
+                    continue;
+                }
+            }
+            yield return error.Message;
+        }
+    }
+
+    /// <summary>Levenshtein distance (insertions, deletions, substitutions).</summary>
+    internal static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 
     /// <summary>An option with a description and a default shown in --help.</summary>

@@ -254,6 +254,18 @@ public sealed class CliTests
         Assert.That(File.Exists(P("x.safetensors")), Is.False);
     }
 
+    [TestCase(new[] { "train", "--hiden", "3" }, "gpurnn: unknown flag --hiden; did you mean --hidden?")]
+    [TestCase(new[] { "sample", "--checkpoint", "m.safetensors", "--temprature", "2" }, "gpurnn: unknown flag --temprature; did you mean --temperature?")]
+    [TestCase(new[] { "train", "--frobnicate", "3" }, "gpurnn: unknown flag --frobnicate")]
+    [TestCase(new[] { "train", "--lr", "abc" }, "gpurnn: --lr abc: expected a number")]
+    [TestCase(new[] { "train", "--steps", "1.5" }, "gpurnn: --steps 1.5: expected an integer")]
+    public void UsageErrorsSpeakTheUsersLanguage(string[] args, string first)
+    {
+        var (code, _, error) = Run(args);
+        Assert.That(code, Is.EqualTo(ExitCodes.Usage));
+        Assert.That(error.Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.EqualTo(new[] { first, "gpurnn: see 'gpurnn --help'" }));
+    }
+
     [Test]
     public void UnknownFlagIsAUsageError()
     {
