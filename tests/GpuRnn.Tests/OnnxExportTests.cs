@@ -1,3 +1,4 @@
+using System.Text.Json;
 using GpuRnn.Checkpoints;
 using GpuRnn.Cli;
 using GpuRnn.Kernels;
@@ -259,6 +260,45 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
         Assert.That(session.OutputNames, Is.EqualTo(new[] { OnnxExport.Logits, OnnxExport.Probabilities }));
     }
 
+    /// <summary>
+    /// The README's serving example, line for line (a word-tokenized classifier read from an .onnx file, its vocabulary,
+    /// tokenizer and labels from the metadata): it gives the label and probability the engine gives.
+    /// </summary>
+    [Test]
+    public void ServesAClassifierAsTheReadmeShows()
+    {
+        var vocab = Vocabulary.FromText("winner claim your free prize now\nsee you at lunch", TokenizerKind.Word);
+        string checkpoint = Path.Combine(dir, "sms.safetensors"), path = Path.Combine(dir, "sms.onnx");
+        using (var trained = new RnnModel(Device, new ModelConfig(vocab.Count, 6, 1, 2, Cell: CellKind.Lstm), seed: 2))
+            Checkpoint.Save(checkpoint, trained, vocab, TokenizerKind.Word, mode: DataMode.Labeled, labels: ["ham", "spam"]);
+        var c = Checkpoint.Load(checkpoint);
+        OnnxExport.Write(c, path);
+        const string text = "WINNER! claim your free prize now";
+
+        // README, "Export to ONNX" (only the session's construction differs: a missing ONNX Runtime skips the test)
+        using var session = Session(() => new InferenceSession(path));
+        var meta = session.ModelMetadata.CustomMetadataMap;
+        var tokens = new Vocabulary(JsonSerializer.Deserialize<string[]>(meta["gpurnn.vocab"])!);
+        var labels = JsonSerializer.Deserialize<string[]>(meta["gpurnn.labels"])!;
+        long[] ids = [.. SequenceData.EncodeLine(tokens, text, Tokenizer.Parse(meta["gpurnn.tokenizer"]))];
+        using var input = OrtValue.CreateTensorValueFromMemory(ids, [ids.Length, 1]);              // [T, B = 1]
+        using var length = OrtValue.CreateTensorValueFromMemory(new long[] { ids.Length }, [1]);  // [B]
+        using var options = new RunOptions();
+        using var outputs = session.Run(options, ["input_ids", "lengths"], [input, length], ["probabilities"]);
+        float[] p = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        int best = Array.IndexOf(p, p.Max());
+        string answer = $"{labels[best]}\t{p[best]:F4}";
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        int[] seq = SequenceData.EncodeLine(vocab, text, TokenizerKind.Word);
+        Assert.That(seq, Does.Contain(vocab.UnknownId), "'WINNER!' is not in the vocabulary: <unk> and '!' are part of the test");
+        var logits = predictor.ClassLogits(EngineWindow([seq], seq.Length));
+        var (engineBest, probability, _) = ClassifierMetrics.Predict(logits);
+        Assert.That(answer, Is.EqualTo($"{c.Labels[engineBest]}\t{probability:F4}"));
+        Assert.That(p[best], Is.EqualTo(probability).Within(2 * (Atol + Rtol) * logits.Max(Math.Abs)), "the probability, within the bound of ClassifierMatchesTheEngine");
+    }
+
     // ------------------------------------------------------------------------------------ helpers
 
     /// <summary>A checkpoint of a freshly initialised model of <paramref name="config"/>, saved and loaded back.</summary>
@@ -316,9 +356,15 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
     private static InferenceSession Session(Checkpoint c)
     {
         byte[] model = OnnxExport.Serialize(c);
+        return Session(() => new InferenceSession(model));
+    }
+
+    /// <summary>A session from <paramref name="open"/>; skipped (not passed) when ONNX Runtime's native library cannot be loaded.</summary>
+    private static InferenceSession Session(Func<InferenceSession> open)
+    {
         try
         {
-            return new InferenceSession(model);
+            return open();
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or TypeInitializationException)
         {
