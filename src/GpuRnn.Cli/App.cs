@@ -18,7 +18,7 @@ public static class ExitCodes
     public const int Interrupted = 130;
 }
 
-/// <summary>The <c>gpurnn</c> command line: train, sample, eval, devices, info.</summary>
+/// <summary>The <c>gpurnn</c> command line: train, sample, eval, predict, devices, info, export.</summary>
 public static class App
 {
     /// <summary>Runs a command line; output goes to <paramref name="stdout"/>, errors to <paramref name="stderr"/> as one line each. <c>train</c> stops cleanly on SIGINT/SIGTERM.</summary>
@@ -40,6 +40,7 @@ public static class App
             PredictCommand.Create(stdout, Console.In),
             InspectCommands.Devices(stdout),
             InspectCommands.Info(stdout),
+            ExportCommand.Create(stdout),
         };
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

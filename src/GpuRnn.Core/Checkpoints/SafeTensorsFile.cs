@@ -399,7 +399,7 @@ public sealed class SafeTensorsFile
     // ------------------------------------------------------------------------------------ writing
 
     /// <summary>
-    /// Writes the file atomically (DESIGN.md §7): to <c>.&lt;name&gt;.&lt;random&gt;.tmp</c> in the
+    /// Writes the file atomically (DESIGN.md §7, <see cref="AtomicFile"/>): to a temporary file in the
     /// target's folder (created if missing), flushed to disk, then renamed over the target. On any
     /// failure the temporary file is deleted and an existing target is left as it was.
     /// </summary>
@@ -410,44 +410,7 @@ public sealed class SafeTensorsFile
         ArgumentNullException.ThrowIfNull(path);
         // Serialise the header first: it validates everything, so a bad tensor never creates a file.
         byte[] header = BuildHeader();
-
-        string full;
-        string folder;
-        try
-        {
-            full = Path.GetFullPath(path);
-            folder = Path.GetDirectoryName(full) ?? throw new GpuRnnException($"{path}: not a file path");
-            Directory.CreateDirectory(folder);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            throw new GpuRnnException($"{path}: cannot create the folder: {OneLine(e.Message)}", e);
-        }
-
-        // Same folder, so the final rename stays on one file system and is atomic.
-        string temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Path.GetRandomFileName()}.tmp");
-        bool moved = false;
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
-            {
-                WriteTo(stream, header);
-                // Flush(true) forces the bytes to disk; without it a crash after the rename could
-                // leave a renamed but empty or partial file.
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-            moved = true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new GpuRnnException($"{path}: cannot write: {OneLine(e.Message)}", e);
-        }
-        finally
-        {
-            if (!moved)
-                TryDelete(temp);
-        }
+        AtomicFile.Write(path, stream => WriteTo(stream, header));
     }
 
     /// <summary>Serialises the file to the stream (not atomic; the stream's own errors propagate).</summary>
@@ -546,15 +509,6 @@ public sealed class SafeTensorsFile
         catch (EncoderFallbackException)
         {
             throw new ArgumentException($"{Quote(s)} is not well-formed UTF-16 (a lone surrogate)", paramName);
-        }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // Best effort: the original failure is the one worth reporting.
         }
     }
 

@@ -1,0 +1,558 @@
+using System.Text.Json;
+using GpuRnn.Checkpoints;
+using GpuRnn.Cli;
+using GpuRnn.Kernels;
+using GpuRnn.Tests.Reference;
+using Microsoft.ML.OnnxRuntime;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+/// <summary>
+/// The exported ONNX model run in ONNX Runtime against the engine (<see cref="Predictor"/>) and the double-precision
+/// reference, on padded batches of different lengths, for every cell and mode. Without a loadable ONNX Runtime the tests
+/// are skipped (Assert.Ignore), never passed.
+/// </summary>
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
+{
+    /// <summary>
+    /// Bound of a float32 forward against the double reference, per element: Atol·max|ref| + Rtol·|ref|. The one-hot input
+    /// is exact in both (a gather, or a product by an identity/one-hot); each pre-activation is a dot product of at most
+    /// H + 2 ≤ 11 float terms (relative error ≤ 11·u ≈ 7e-7 of Σ|terms|, u = 2^-24), the activations add a few u, and the
+    /// error carried through ≤ 8 steps and 2 layers does not grow (|W_hh| ≤ 1/√H per entry, |tanh'|, |σ'| ≤ 1): about
+    /// 8·7e-7 ≈ 6e-6 of the logits' scale, bounded by 1e-5 — the same bound as the engine's whole-step tests (TrainerTests).
+    /// Engine against ONNX Runtime: the sum of their two bounds.
+    /// </summary>
+    private const double Rtol = 1e-5, Atol = 1e-5;
+
+    private const int Pad = 0; // what a caller puts past a sequence's end in the ONNX inputs (the engine reads −1: no input)
+
+    private string dir = null!;
+
+    [SetUp]
+    public void MakeFolder()
+    {
+        dir = Path.Combine(Path.GetTempPath(), "gpurnn-onnx-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+    }
+
+    [TearDown]
+    public void RemoveFolder() => Directory.Delete(dir, recursive: true);
+
+    /// <summary>
+    /// Language model on a padded batch of lines (lengths 5, 1, 3, 2): logits at every true position and h_n (c_n) after
+    /// each line's last token. V ≤ G exports the one-hot input as an identity table, V > G as W_ihᵀ: both are covered.
+    /// </summary>
+    [TestCase(CellKind.Elman, 1, 3, 17)]
+    [TestCase(CellKind.Elman, 2, 9, 7)]
+    [TestCase(CellKind.Gru, 1, 3, 17)]
+    [TestCase(CellKind.Gru, 2, 5, 9)]
+    [TestCase(CellKind.Lstm, 1, 3, 17)]
+    [TestCase(CellKind.Lstm, 2, 4, 9)]
+    public void LanguageModelMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab)
+    {
+        var config = new ModelConfig(vocab, hidden, layers, Cell: cell);
+        var c = Save(config, DataMode.Lines, seed: 3);
+        int[][] seqs = Sequences([5, 1, 3, 2], vocab, seed: 5);
+        int steps = 5, batch = seqs.Length;
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        var engine = predictor.Logits(EngineWindow(seqs, steps)); // [T·B, V]
+
+        using var session = Session(c);
+        var inputs = new Dictionary<string, OrtValue>
+        {
+            [OnnxExport.InputIds] = Ids(seqs, steps),
+            [OnnxExport.Lengths] = Lengths(seqs),
+            [OnnxExport.InitialH] = Zeros(layers, batch, hidden),
+        };
+        if (cell == CellKind.Lstm)
+            inputs[OnnxExport.InitialC] = Zeros(layers, batch, hidden);
+        var onnx = Run(session, inputs);
+
+        var p = Doubles(c);
+        var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
+        var expected = new double[steps * batch * vocab];
+        var expectedH = new double[layers * batch * hidden];
+        var expectedC = new double[layers * batch * hidden];
+        var valid = new List<int>();
+        for (int b = 0; b < batch; b++)
+        {
+            var run = stack.Forward(p, seqs[b]);
+            for (int t = 0; t < seqs[b].Length; t++)
+            {
+                Linear(p, "decoder.", run.TopOutput(t), vocab, hidden).CopyTo(expected, (t * batch + b) * vocab);
+                valid.AddRange(Enumerable.Range((t * batch + b) * vocab, vocab));
+            }
+            States(run, layers, b, batch, hidden, expectedH, expectedC);
+        }
+        CompareLogits($"{cell} lines L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected, valid);
+        CompareStates(onnx, expectedH, expectedC, cell);
+    }
+
+    /// <summary>
+    /// Streaming: two windows with h_n (and c_n) fed back as h0 (c0) equal one run over both, and the second window's
+    /// logits equal the engine's with its state carried from the first (stream mode, B = 3, 2 layers).
+    /// </summary>
+    [TestCase(CellKind.Elman)]
+    [TestCase(CellKind.Gru)]
+    [TestCase(CellKind.Lstm)]
+    public void StateCarriedAcrossWindowsEqualsOneRun(CellKind cell)
+    {
+        const int layers = 2, hidden = 4, vocab = 11, batch = 3, half = 4;
+        var config = new ModelConfig(vocab, hidden, layers, Cell: cell);
+        var c = Save(config, DataMode.Stream, seed: 8);
+        int[][] seqs = Sequences([2 * half, 2 * half, 2 * half], vocab, seed: 9);
+        int[][] first = seqs.Select(s => s[..half]).ToArray(), second = seqs.Select(s => s[half..]).ToArray();
+        bool lstm = cell == CellKind.Lstm;
+
+        using var session = Session(c);
+        Dictionary<string, float[]> Window(int[][] part, float[]? h0, float[]? c0)
+        {
+            var inputs = new Dictionary<string, OrtValue>
+            {
+                [OnnxExport.InputIds] = Ids(part, part[0].Length),
+                [OnnxExport.Lengths] = Lengths(part),
+                [OnnxExport.InitialH] = h0 is null ? Zeros(layers, batch, hidden) : OrtValue.CreateTensorValueFromMemory(h0, [layers, batch, hidden]),
+            };
+            if (lstm)
+                inputs[OnnxExport.InitialC] = c0 is null ? Zeros(layers, batch, hidden) : OrtValue.CreateTensorValueFromMemory(c0, [layers, batch, hidden]);
+            return Run(session, inputs);
+        }
+        var a = Window(first, null, null);
+        var b = Window(second, a[OnnxExport.FinalH], lstm ? a[OnnxExport.FinalC] : null);
+        var whole = Window(seqs, null, null);
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        predictor.Logits(EngineWindow(first, half, padded: false));
+        var secondWindow = EngineWindow(second, half, padded: false);
+        secondWindow.ResetState = false; // the engine carries its state from the first window
+        var engine = predictor.Logits(secondWindow);
+
+        var p = Doubles(c);
+        var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
+        var expected = new double[half * batch * vocab];
+        var expectedH = new double[layers * batch * hidden];
+        var expectedC = new double[layers * batch * hidden];
+        for (int s = 0; s < batch; s++)
+        {
+            var run = stack.Forward(p, seqs[s]);
+            for (int t = 0; t < half; t++)
+                Linear(p, "decoder.", run.TopOutput(half + t), vocab, hidden).CopyTo(expected, (t * batch + s) * vocab);
+            States(run, layers, s, batch, hidden, expectedH, expectedC);
+        }
+        var all = Enumerable.Range(0, expected.Length).ToList();
+        CompareLogits($"{cell} stream, second window with carried state", b[OnnxExport.Logits], engine, expected, all);
+        CompareStates(b, expectedH, expectedC, cell);
+        // The carried run and the one run agree as closely as each agrees with the reference.
+        var wholeSecond = whole[OnnxExport.Logits][(half * batch * vocab)..];
+        AssertClose(b[OnnxExport.Logits], wholeSecond.Select(v => (double)v).ToArray(), Tolerance(expected, 0), "two windows vs one run: logits");
+        AssertClose(b[OnnxExport.FinalH], whole[OnnxExport.FinalH].Select(v => (double)v).ToArray(), Tolerance(expectedH, 0), "two windows vs one run: h_n");
+    }
+
+    /// <summary>Classifier on a padded batch: logits and softmax probabilities from each sequence's last true state.</summary>
+    [TestCase(CellKind.Elman, 2, 5, 9)]
+    [TestCase(CellKind.Gru, 1, 4, 11)]
+    [TestCase(CellKind.Gru, 2, 3, 17)]
+    [TestCase(CellKind.Lstm, 2, 3, 9)]
+    public void ClassifierMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab)
+    {
+        const int classes = 3;
+        var config = new ModelConfig(vocab, hidden, layers, classes, Cell: cell);
+        var c = Save(config, DataMode.Labeled, seed: 4);
+        int[][] seqs = Sequences([5, 1, 3, 2], vocab, seed: 6);
+        int steps = 5, batch = seqs.Length;
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        var engine = predictor.ClassLogits(EngineWindow(seqs, steps)); // [B, C]
+
+        using var session = Session(c);
+        var onnx = Run(session, new Dictionary<string, OrtValue> { [OnnxExport.InputIds] = Ids(seqs, steps), [OnnxExport.Lengths] = Lengths(seqs) });
+
+        var p = Doubles(c);
+        var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
+        var expected = seqs.SelectMany(s => Linear(p, "decoder.", stack.Forward(p, s).FinalH(layers - 1), classes, hidden)).ToArray();
+        CompareLogits($"{cell} labeled L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected, Enumerable.Range(0, expected.Length).ToList());
+        var probabilities = new double[expected.Length];
+        for (int b = 0; b < batch; b++)
+        {
+            var row = expected.AsSpan(b * classes, classes);
+            double max = row.ToArray().Max(), sum = row.ToArray().Sum(l => Math.Exp(l - max));
+            for (int k = 0; k < classes; k++)
+                probabilities[b * classes + k] = Math.Exp(row[k] - max) / sum;
+        }
+        // |Δp_k| ≤ p_k·(|Δl_k| + Σ_j p_j·|Δl_j|) ≤ 2·max|Δl| for logit errors Δl within the bound above.
+        double logitBound = (Atol + Rtol) * expected.Max(Math.Abs);
+        AssertClose(onnx[OnnxExport.Probabilities], probabilities, _ => 2 * logitBound, "probabilities");
+    }
+
+    /// <summary>
+    /// Encoder–decoder on padded source (lengths 4, 2, 1, 3) and teacher-forced decoder inputs (lengths 3, 1, 2, 3): the
+    /// decoder's logits at every true position and its h_n (c_n).
+    /// </summary>
+    [TestCase(CellKind.Elman, 1, 5, 9)]
+    [TestCase(CellKind.Gru, 2, 4, 9)]
+    [TestCase(CellKind.Lstm, 2, 3, 11)]
+    [TestCase(CellKind.Lstm, 1, 5, 7)]
+    public void EncoderDecoderMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab)
+    {
+        var config = new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell);
+        var c = Save(config, DataMode.Pairs, seed: 5);
+        int[][] sources = Sequences([4, 2, 1, 3], vocab, seed: 10);
+        int[][] targets = Sequences([3, 1, 2, 3], vocab, seed: 11);
+        int batch = sources.Length, sourceSteps = 4, steps = 3;
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        var window = EngineWindow(targets, steps);
+        window.Source = EngineWindow(sources, sourceSteps);
+        var engine = predictor.Logits(window); // [T·B, V]
+
+        using var session = Session(c);
+        var onnx = Run(session, new Dictionary<string, OrtValue>
+        {
+            [OnnxExport.SourceIds] = Ids(sources, sourceSteps),
+            [OnnxExport.SourceLengths] = Lengths(sources),
+            [OnnxExport.DecoderInputIds] = Ids(targets, steps),
+            [OnnxExport.DecoderLengths] = Lengths(targets),
+        });
+
+        var p = Doubles(c);
+        var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers);
+        var decoder = new RefStack(cell, "decoder.rnn.", vocab, hidden, layers);
+        var expected = new double[steps * batch * vocab];
+        var expectedH = new double[layers * batch * hidden];
+        var expectedC = new double[layers * batch * hidden];
+        var valid = new List<int>();
+        for (int b = 0; b < batch; b++)
+        {
+            var enc = encoder.Forward(p, sources[b]);
+            var run = decoder.Forward(p, targets[b], Enumerable.Range(0, layers).Select(enc.FinalH).ToArray(), Enumerable.Range(0, layers).Select(enc.FinalC).ToArray());
+            for (int t = 0; t < targets[b].Length; t++)
+            {
+                Linear(p, "decoder.out.", run.TopOutput(t), vocab, hidden).CopyTo(expected, (t * batch + b) * vocab);
+                valid.AddRange(Enumerable.Range((t * batch + b) * vocab, vocab));
+            }
+            States(run, layers, b, batch, hidden, expectedH, expectedC);
+        }
+        CompareLogits($"{cell} pairs L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected, valid);
+        CompareStates(onnx, expectedH, expectedC, cell);
+    }
+
+    /// <summary>The metadata a server needs: vocabulary, tokenizer, mode, config and the labels.</summary>
+    [Test]
+    public void MetadataHoldsVocabularyAndLabels()
+    {
+        var c = Save(new ModelConfig(9, 3, 1, 2, Cell: CellKind.Gru), DataMode.Labeled, seed: 1);
+        using var session = Session(c);
+        var meta = session.ModelMetadata.CustomMetadataMap;
+        Assert.That(meta[Checkpoint.VocabKey], Is.EqualTo(c.Metadata[Checkpoint.VocabKey]));
+        Assert.That(meta[Checkpoint.TokenizerKey], Is.EqualTo("char"));
+        Assert.That(meta[Checkpoint.ConfigKey], Is.EqualTo(c.Metadata[Checkpoint.ConfigKey]));
+        Assert.That(meta[OnnxExport.ModeKey], Is.EqualTo("labeled"));
+        Assert.That(meta[OnnxExport.LabelsKey], Is.EqualTo("[\"c0\",\"c1\"]"));
+        Assert.That(session.ModelMetadata.ProducerName, Is.EqualTo(OnnxExport.Producer));
+        Assert.That(session.InputNames, Is.EqualTo(new[] { OnnxExport.InputIds, OnnxExport.Lengths }));
+        Assert.That(session.OutputNames, Is.EqualTo(new[] { OnnxExport.Logits, OnnxExport.Probabilities }));
+    }
+
+    /// <summary>
+    /// The README's serving example, line for line (a word-tokenized classifier read from an .onnx file, its vocabulary,
+    /// tokenizer and labels from the metadata): it gives the label and probability the engine gives.
+    /// </summary>
+    [Test]
+    public void ServesAClassifierAsTheReadmeShows()
+    {
+        var vocab = Vocabulary.FromText("winner claim your free prize now\nsee you at lunch", TokenizerKind.Word);
+        string checkpoint = Path.Combine(dir, "sms.safetensors"), path = Path.Combine(dir, "sms.onnx");
+        using (var trained = new RnnModel(Device, new ModelConfig(vocab.Count, 6, 1, 2, Cell: CellKind.Lstm), seed: 2))
+            Checkpoint.Save(checkpoint, trained, vocab, TokenizerKind.Word, mode: DataMode.Labeled, labels: ["ham", "spam"]);
+        var c = Checkpoint.Load(checkpoint);
+        OnnxExport.Write(c, path);
+        const string text = "WINNER! claim your free prize now";
+
+        // README, "Export to ONNX" (only the session's construction differs: a missing ONNX Runtime skips the test)
+        using var session = Session(() => new InferenceSession(path));
+        var meta = session.ModelMetadata.CustomMetadataMap;
+        var tokens = new Vocabulary(JsonSerializer.Deserialize<string[]>(meta["gpurnn.vocab"])!);
+        var labels = JsonSerializer.Deserialize<string[]>(meta["gpurnn.labels"])!;
+        long[] ids = [.. SequenceData.EncodeLine(tokens, text, Tokenizer.Parse(meta["gpurnn.tokenizer"]))];
+        using var input = OrtValue.CreateTensorValueFromMemory(ids, [ids.Length, 1]);              // [T, B = 1]
+        using var length = OrtValue.CreateTensorValueFromMemory(new long[] { ids.Length }, [1]);  // [B]
+        using var options = new RunOptions();
+        using var outputs = session.Run(options, ["input_ids", "lengths"], [input, length], ["probabilities"]);
+        float[] p = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        int best = Array.IndexOf(p, p.Max());
+        string answer = $"{labels[best]}\t{p[best]:F4}";
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        int[] seq = SequenceData.EncodeLine(vocab, text, TokenizerKind.Word);
+        Assert.That(seq, Does.Contain(vocab.UnknownId), "'WINNER!' is not in the vocabulary: <unk> and '!' are part of the test");
+        var logits = predictor.ClassLogits(EngineWindow([seq], seq.Length));
+        var (engineBest, probability, _) = ClassifierMetrics.Predict(logits);
+        Assert.That(answer, Is.EqualTo($"{c.Labels[engineBest]}\t{probability:F4}"));
+        Assert.That(p[best], Is.EqualTo(probability).Within(2 * (Atol + Rtol) * logits.Max(Math.Abs)), "the probability, within the bound of ClassifierMatchesTheEngine");
+    }
+
+    // ------------------------------------------------------------------------------------ helpers
+
+    /// <summary>A checkpoint of a freshly initialised model of <paramref name="config"/>, saved and loaded back.</summary>
+    private Checkpoint Save(ModelConfig config, DataMode mode, int seed)
+    {
+        using var model = new RnnModel(Device, config, seed);
+        var vocab = new Vocabulary(Vocabulary.Specials.Concat(Enumerable.Range(0, config.Vocab - Vocabulary.Specials.Count).Select(i => ((char)('a' + i)).ToString())));
+        string path = Path.Combine(dir, "model.safetensors");
+        string[]? labels = config.IsClassifier ? Enumerable.Range(0, config.Classes).Select(i => $"c{i}").ToArray() : null;
+        Checkpoint.Save(path, model, vocab, TokenizerKind.Char, mode: mode, labels: labels);
+        return Checkpoint.Load(path);
+    }
+
+    /// <summary>Sequences of the given lengths of ordinary tokens (ids 4 … V − 1).</summary>
+    private static int[][] Sequences(int[] lengths, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return lengths.Select(n => Enumerable.Range(0, n).Select(_ => 4 + rng.Next(vocab - 4)).ToArray()).ToArray();
+    }
+
+    /// <summary>The engine's window: ids [T, B] time-major, −1 past each sequence's end, held state, from zero.</summary>
+    private static TokenWindow EngineWindow(int[][] seqs, int steps, bool padded = true)
+    {
+        var w = new TokenWindow(seqs.Length, steps) { Steps = steps, Padded = padded, ResetState = true };
+        Array.Fill(w.Inputs, -1);
+        Array.Fill(w.Targets, -1);
+        for (int b = 0; b < seqs.Length; b++)
+        {
+            w.Lengths[b] = seqs[b].Length;
+            for (int t = 0; t < seqs[b].Length; t++)
+                w.Inputs[t * seqs.Length + b] = seqs[b][t];
+        }
+        return w;
+    }
+
+    /// <summary>ONNX ids [T, B] (int64), <see cref="Pad"/> past each sequence's end.</summary>
+    private static OrtValue Ids(int[][] seqs, int steps)
+    {
+        var ids = new long[steps * seqs.Length];
+        Array.Fill(ids, Pad);
+        for (int b = 0; b < seqs.Length; b++)
+            for (int t = 0; t < seqs[b].Length; t++)
+                ids[t * seqs.Length + b] = seqs[b][t];
+        return OrtValue.CreateTensorValueFromMemory(ids, [steps, seqs.Length]);
+    }
+
+    private static OrtValue Lengths(int[][] seqs) => OrtValue.CreateTensorValueFromMemory(seqs.Select(s => (long)s.Length).ToArray(), [seqs.Length]);
+
+    private static OrtValue Zeros(int layers, int batch, int hidden) => OrtValue.CreateTensorValueFromMemory(new float[layers * batch * hidden], [layers, batch, hidden]);
+
+    /// <summary>
+    /// An ONNX Runtime session of the exported checkpoint; the test is skipped (not passed) when ONNX Runtime's native
+    /// library cannot be loaded on this machine.
+    /// </summary>
+    private static InferenceSession Session(Checkpoint c)
+    {
+        byte[] model = OnnxExport.Serialize(c);
+        return Session(() => new InferenceSession(model));
+    }
+
+    /// <summary>A session from <paramref name="open"/>; skipped (not passed) when ONNX Runtime's native library cannot be loaded.</summary>
+    private static InferenceSession Session(Func<InferenceSession> open)
+    {
+        try
+        {
+            return open();
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or TypeInitializationException)
+        {
+            Assert.Ignore($"ONNX Runtime is not available here: {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+            throw;
+        }
+    }
+
+    /// <summary>Runs the session; every output as a flat float array by name. Disposes the inputs.</summary>
+    private static Dictionary<string, float[]> Run(InferenceSession session, Dictionary<string, OrtValue> inputs)
+    {
+        try
+        {
+            using var options = new RunOptions();
+            using var outputs = session.Run(options, inputs.Keys.ToArray(), inputs.Values.ToArray(), session.OutputNames);
+            return session.OutputNames.Zip(outputs).ToDictionary(o => o.First, o => o.Second.GetTensorDataAsSpan<float>().ToArray());
+        }
+        finally
+        {
+            foreach (var v in inputs.Values)
+                v.Dispose();
+        }
+    }
+
+    private static Dictionary<string, double[]> Doubles(Checkpoint c) => c.Weights.ToDictionary(kv => kv.Key, kv => kv.Value.Select(v => (double)v).ToArray());
+
+    /// <summary>W·h + b for the head <paramref name="head"/> (<c>decoder.</c> or <c>decoder.out.</c>): W [rows, H].</summary>
+    private static double[] Linear(Dictionary<string, double[]> p, string head, double[] h, int rows, int hidden)
+    {
+        var w = p[head + "weight"];
+        var y = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            y[r] = p[head + "bias"][r];
+            for (int j = 0; j < hidden; j++)
+                y[r] += w[r * hidden + j] * h[j];
+        }
+        return y;
+    }
+
+    /// <summary>Puts sequence <paramref name="b"/>'s final h and c of every layer into [L, B, H] arrays.</summary>
+    private static void States(RefStackRun run, int layers, int b, int batch, int hidden, double[] h, double[] c)
+    {
+        for (int k = 0; k < layers; k++)
+        {
+            run.FinalH(k).CopyTo(h, (k * batch + b) * hidden);
+            run.FinalC(k).CopyTo(c, (k * batch + b) * hidden);
+        }
+    }
+
+    /// <summary>Per element: <see cref="Atol"/>·(max|ref| + <paramref name="extra"/>) + <see cref="Rtol"/>·|ref|.</summary>
+    private static Func<int, double> Tolerance(double[] expected, double extra)
+    {
+        double scale = expected.Max(Math.Abs);
+        return i => (Atol + extra) * scale + Rtol * Math.Abs(expected[i]);
+    }
+
+    /// <summary>
+    /// ONNX Runtime and the engine each within the float32 bound of the reference at <paramref name="valid"/> positions,
+    /// and within the sum of both bounds of each other; prints the largest differences.
+    /// </summary>
+    private void CompareLogits(string what, float[] onnx, float[] engine, double[] expected, List<int> valid)
+    {
+        Assert.That(onnx, Has.Length.EqualTo(expected.Length), what + ": ONNX logits length");
+        Assert.That(engine, Has.Length.EqualTo(expected.Length), what + ": engine logits length");
+        var onnxTol = Tolerance(expected, 0);
+        var engineTol = Tolerance(expected, TestDevices.TanhTolerance(Device));
+        double worstOnnx = 0, worstEngine = 0, worstBetween = 0;
+        foreach (int i in valid)
+        {
+            worstOnnx = Math.Max(worstOnnx, Math.Abs(onnx[i] - expected[i]));
+            worstEngine = Math.Max(worstEngine, Math.Abs(engine[i] - expected[i]));
+            worstBetween = Math.Max(worstBetween, Math.Abs(onnx[i] - engine[i]));
+            Assert.That(Math.Abs(onnx[i] - expected[i]), Is.LessThanOrEqualTo(onnxTol(i)), $"{what}: ONNX Runtime logit {i} vs reference");
+            Assert.That(Math.Abs(engine[i] - expected[i]), Is.LessThanOrEqualTo(engineTol(i)), $"{what}: engine logit {i} vs reference");
+            Assert.That(Math.Abs(onnx[i] - engine[i]), Is.LessThanOrEqualTo(onnxTol(i) + engineTol(i)), $"{what}: ONNX Runtime vs engine logit {i}");
+        }
+        TestContext.Out.WriteLine($"ONNX {what} on {Spec}: max |engine − ONNX Runtime| logit {worstBetween:E2}; vs double reference: ONNX Runtime {worstOnnx:E2}, engine {worstEngine:E2} (max |logit| {expected.Max(Math.Abs):F3}, {valid.Count} values)");
+    }
+
+    /// <summary>h_n (and an LSTM's c_n) against the reference's final states.</summary>
+    private static void CompareStates(Dictionary<string, float[]> onnx, double[] h, double[] c, CellKind cell)
+    {
+        AssertClose(onnx[OnnxExport.FinalH], h, Tolerance(h, 0), "h_n");
+        if (cell == CellKind.Lstm)
+            AssertClose(onnx[OnnxExport.FinalC], c, Tolerance(c, 0), "c_n");
+        else
+            Assert.That(onnx.ContainsKey(OnnxExport.FinalC), Is.False, "only an LSTM has c_n");
+    }
+}
+
+/// <summary><c>gpurnn export</c>: what it writes and says, and one-line errors for bad input that leave no file behind.</summary>
+public sealed class OnnxExportCliTests : CliHarness
+{
+    /// <summary>A small GRU language model's checkpoint in the test folder, made through the library (no training needed).</summary>
+    private string Checkpoint(string name = "model.safetensors", IReadOnlyDictionary<string, string>? extraConfig = null)
+    {
+        string path = P(name);
+        using (var model = new RnnModel(TestDevices.Get("cpu"), new ModelConfig(9, 4, 2, Cell: CellKind.Gru), seed: 1))
+            GpuRnn.Checkpoints.Checkpoint.Save(path, model, Vocabulary.FromText("abcde"), TokenizerKind.Char);
+        if (extraConfig is null)
+            return path;
+        var file = SafeTensorsFile.Read(path);
+        var config = System.Text.Json.Nodes.JsonNode.Parse(file.Metadata[GpuRnn.Checkpoints.Checkpoint.ConfigKey])!.AsObject();
+        foreach (var (key, json) in extraConfig)
+            config[key] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        var metadata = file.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
+        metadata[GpuRnn.Checkpoints.Checkpoint.ConfigKey] = config.ToJsonString();
+        new SafeTensorsFile(file.Tensors, metadata).Write(path);
+        return path;
+    }
+
+    private void AssertNoTemporaryFiles() => Assert.That(Directory.GetFiles(Dir, "*.tmp"), Is.Empty, "no temporary file is left behind");
+
+    [Test]
+    public void ExportWritesAModelThatSaysItsInputsAndCanBeReplaced()
+    {
+        string model = Checkpoint(), onnx = P("out/model.onnx");
+        var (code, output, error) = Run("export", "--checkpoint", model, "--onnx", onnx);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
+        Assert.That(output.Trim(), Does.StartWith($"wrote {onnx}: GRU stream model, L=2 H=4 V=9, ONNX opset 17; input_ids lengths h0 → logits h_n"));
+        Assert.That(OnnxExport.IsExportedModel(onnx), Is.True);
+        Assert.That(Run("export", "--checkpoint", model, "--onnx", onnx).Code, Is.EqualTo(ExitCodes.Ok), "an exported model may be replaced");
+        AssertNoTemporaryFiles();
+    }
+
+    [Test]
+    public void AMissingCheckpointIsOneLineAndWritesNothing()
+    {
+        var (code, _, error) = Run("export", "--checkpoint", P("nope.safetensors"), "--onnx", P("m.onnx"));
+        Assert.That(code, Is.EqualTo(ExitCodes.Error));
+        Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {P("nope.safetensors")}: no such file"));
+        Assert.That(File.Exists(P("m.onnx")), Is.False);
+    }
+
+    [Test]
+    public void AFolderAsTheTargetIsRefused()
+    {
+        var (code, _, error) = Run("export", "--checkpoint", Checkpoint(), "--onnx", Dir);
+        Assert.That(code, Is.EqualTo(ExitCodes.Error));
+        Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {Dir}: is a folder; name the .onnx file to write"));
+        AssertNoTemporaryFiles();
+    }
+
+    [Test]
+    public void AnotherFileIsNeverOverwritten()
+    {
+        string model = Checkpoint();
+        byte[] data = File.ReadAllBytes(Data), checkpoint = File.ReadAllBytes(model);
+        foreach (string target in new[] { Data, model })
+        {
+            var (code, _, error) = Run("export", "--checkpoint", model, "--onnx", target);
+            Assert.That(code, Is.EqualTo(ExitCodes.Error), target);
+            Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {target}: exists and is not an ONNX model written by GpuRnn; not overwriting it"));
+        }
+        Assert.That(File.ReadAllBytes(Data), Is.EqualTo(data));
+        Assert.That(File.ReadAllBytes(model), Is.EqualTo(checkpoint));
+        AssertNoTemporaryFiles();
+    }
+
+    [Test]
+    public void MissingFlagsAreUsageErrors()
+    {
+        Assert.That(Run("export", "--checkpoint", Checkpoint()).Code, Is.EqualTo(ExitCodes.Usage));
+        Assert.That(Run("export", "--onnx", P("m.onnx")).Code, Is.EqualTo(ExitCodes.Usage));
+        var (code, _, error) = Run("export", "--checkpoint", Checkpoint(), "--onnx", " ");
+        Assert.That(code, Is.EqualTo(ExitCodes.Error));
+        Assert.That(error.Trim(), Is.EqualTo("gpurnn: --onnx: name the .onnx file to write"));
+    }
+
+    /// <summary>What the graph cannot express yet is refused, never exported as a different model.</summary>
+    [TestCase("bidirectional", "true", "bidirectional layers cannot be exported to ONNX yet")]
+    [TestCase("attention", "\"dot\"", "attention cannot be exported to ONNX yet")]
+    public void UnsupportedModelsAreRefused(string key, string json, string why)
+    {
+        string model = Checkpoint("special.safetensors", new Dictionary<string, string> { [key] = json });
+        var (code, _, error) = Run("export", "--checkpoint", model, "--onnx", P("m.onnx"));
+        Assert.That(code, Is.EqualTo(ExitCodes.Error));
+        Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {model}: {why}"));
+        Assert.That(File.Exists(P("m.onnx")), Is.False);
+    }
+
+    /// <summary>The flags that say "off" are not refusals.</summary>
+    [TestCase("bidirectional", "false")]
+    [TestCase("attention", "\"none\"")]
+    public void SwitchedOffFeaturesExport(string key, string json)
+    {
+        string model = Checkpoint("plain.safetensors", new Dictionary<string, string> { [key] = json });
+        Assert.That(Run("export", "--checkpoint", model, "--onnx", P("m.onnx")).Code, Is.EqualTo(ExitCodes.Ok));
+    }
+}
