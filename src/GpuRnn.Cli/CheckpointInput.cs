@@ -26,6 +26,13 @@ internal sealed class CheckpointInput
         command.Validators.Add(result =>
         {
             string? a = result.GetValue(positional), f = result.GetValue(flag);
+            if (a is not null && a.StartsWith('-'))
+            {
+                // The parser hands a mistyped flag (--temprature) to the free argument: report it as the unknown flag it
+                // is, in the parser's own words, so that App's usage messages suggest the nearest flag.
+                result.AddError($"Unrecognized command or argument '{a}'.");
+                return;
+            }
             if (a is null && f is null)
                 result.AddError($"{command.Name} needs a checkpoint: gpurnn {command.Name} FILE (or --checkpoint FILE)");
             else if (a is not null && f is not null && a != f)

@@ -256,6 +256,7 @@ public sealed class CliTests
 
     [TestCase(new[] { "train", "--hiden", "3" }, "gpurnn: unknown flag --hiden; did you mean --hidden?")]
     [TestCase(new[] { "sample", "--checkpoint", "m.safetensors", "--temprature", "2" }, "gpurnn: unknown flag --temprature; did you mean --temperature?")]
+    [TestCase(new[] { "info", "--chekpoint", "m.safetensors" }, "gpurnn: unknown flag --chekpoint; did you mean --checkpoint?")]
     [TestCase(new[] { "train", "--frobnicate", "3" }, "gpurnn: unknown flag --frobnicate")]
     [TestCase(new[] { "train", "--lr", "abc" }, "gpurnn: --lr abc: expected a number")]
     [TestCase(new[] { "train", "--steps", "1.5" }, "gpurnn: --steps 1.5: expected an integer")]
