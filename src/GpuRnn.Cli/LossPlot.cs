@@ -64,7 +64,7 @@ internal static class LossPlot
                 AddAccuracy(plot, steps, evaluations.Select(p => p.Accuracy).ToArray(), "validation accuracy", Colors.OrangeRed, LinePattern.Dashed);
                 AddAccuracy(plot, steps, evaluations.Select(p => p.TrainAccuracy).ToArray(), "training accuracy (sample)", Colors.Navy, LinePattern.Dotted);
                 plot.Axes.Right.Label.Text = "accuracy";
-                plot.Axes.SetLimitsY(0, 1.05, plot.Axes.Right);
+                plot.Axes.Rules.Add(new ScottPlot.AxisRules.LockedVertical(plot.Axes.Right, 0, 1.02)); // accuracy is a fraction: a fixed 0–1 scale, not one zoomed on the noise
             }
         }
         plot.Title("GpuRnn training");

@@ -100,17 +100,12 @@ internal sealed class Reporter
         }
     }
 
-    /// <summary>Seconds left: the steps left at this run's pace so far, validation and saving included (NaN before any step).</summary>
-    public double EtaSeconds
-    {
-        get
-        {
-            if (baseStep < 0)
-                return double.NaN;
-            double perStep = last.Step > baseStep ? (WallSeconds - baseWall) / (last.Step - baseStep) : baseWall;
-            return (total - last.Step) * perStep;
-        }
-    }
+    /// <summary>
+    /// Seconds left: the steps left at this run's pace since its first step, validation and saving included; NaN until
+    /// a second step (the first one's time is mostly compiling the kernels), 0 at the last step.
+    /// </summary>
+    public double EtaSeconds =>
+        last.Step >= total ? 0 : baseStep < 0 || last.Step == baseStep ? double.NaN : (total - last.Step) * (WallSeconds - baseWall) / (last.Step - baseStep);
 
     public void Start(string header)
     {
@@ -188,7 +183,7 @@ internal sealed class Reporter
         if (console is not null)
             Draw(force: validated || step == total);
         else if (step % every == 0 || validated || step == total)
-            stdout.WriteLine(json ? JsonSerializer.Serialize(record) : string.Join(" ", Fields().Select(f => f.Text)));
+            stdout.WriteLine(json ? JsonSerializer.Serialize(record) : string.Join(" ", Fields().Skip(1).Select(f => f.Text))); // no percentage: lines start "step N/T"
     }
 
     private Dictionary<string, object?> Record(bool validated)
@@ -214,7 +209,7 @@ internal sealed class Reporter
         }
         record["tokens_per_s"] = TokensPerSecond;
         record["elapsed_s"] = WallSeconds;
-        record["eta_s"] = EtaSeconds;
+        record["eta_s"] = double.IsNaN(EtaSeconds) ? null : EtaSeconds;
         return record;
     }
 
