@@ -74,7 +74,8 @@ public static class App
     private static IEnumerable<string> UsageMessages(ParseResult parsed, string[] args)
     {
         var flags = parsed.CommandResult.Command.Options.Select(o => o.Name).Where(n => n.StartsWith("--", StringComparison.Ordinal)).ToList();
-        var unknownFlags = new HashSet<int>();
+        var unknownFlags = parsed.Errors.Select(e => System.Text.RegularExpressions.Regex.Match(e.Message, "^Unrecognized command or argument '(--.*)'\\.?$"))
+            .Where(m => m.Success).Select(m => Array.IndexOf(args, m.Groups[1].Value)).ToHashSet(); // first, whatever order the errors come in
         foreach (var error in parsed.Errors)
         {
             var typed = System.Text.RegularExpressions.Regex.Match(error.Message, "^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\\.?$");
@@ -99,7 +100,6 @@ public static class App
                     continue; // the value of an unknown flag
                 if (token.StartsWith("--", StringComparison.Ordinal))
                 {
-                    unknownFlags.Add(at);
                     string? near = flags.OrderBy(f => EditDistance(f, token)).FirstOrDefault();
                     yield return near is not null && EditDistance(near, token) <= Math.Max(2, token.Length / 4)
                         ? $"unknown flag {token}; did you mean {near}?"

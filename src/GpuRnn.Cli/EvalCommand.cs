@@ -9,21 +9,26 @@ internal static class EvalCommand
 {
     public static Command Create(TextWriter stdout)
     {
-        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
-        checkpoint.Required = true;
+        var checkpoint = new CheckpointInput();
         var data = App.Opt<string>("--data", "UTF-8 text file to evaluate on.");
         data.Required = true;
         var batch = App.Opt("--batch", "Parallel streams B.", 32);
         var seqLen = App.Opt("--seq-len", "Window length T (the hidden state is carried across windows).", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var recurrence = App.RecurrenceOpt();
-        var json = App.Opt("--json", "Print one JSON object {\"loss\", \"perplexity\", \"tokens\"}.", false);
-        var cmd = new Command("eval", "Score a model on a text file in its mode: loss and perplexity for language models; accuracy, per-class precision/recall/F1 and the confusion matrix for classifiers.") { checkpoint, data, batch, seqLen, device, recurrence, json };
+        var json = App.Opt("--json", "Print one JSON object, whose fields depend on the model's mode. " +
+            "stream and lines (language model): {\"loss\": nats per predicted token, \"perplexity\": exp(loss), \"tokens\": tokens predicted}. " +
+            "labeled (classifier): {\"loss\": nats per sequence, \"accuracy\", \"count\": sequences, \"per_class\": {label: {\"precision\", \"recall\", \"f1\"}}, " +
+            "\"confusion\": rows true class, columns predicted, in the model's label order}; a precision or recall with nothing to divide by is null. " +
+            "pairs (encoder–decoder): {\"loss\": nats per target token, \"perplexity\", \"exact_match\": fraction of targets decoded exactly (greedy), " +
+            "\"token_accuracy\", \"pairs\", \"tokens\"}.", false);
+        var cmd = new Command("eval", "Score a model on a text file in its mode: loss and perplexity for language models (stream, lines); accuracy, per-class precision/recall/F1 and the confusion matrix for classifiers (labeled); exact match and token accuracy for encoder–decoders (pairs).") { data, batch, seqLen, device, recurrence, json };
+        checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
             TrainCommand.RequirePositive(r.GetValue(seqLen), "--seq-len");
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var c = Checkpoint.Load(checkpoint.Path(r));
             string dataPath = r.GetValue(data)!;
             string text = TextFile.Read(dataPath);
             var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);

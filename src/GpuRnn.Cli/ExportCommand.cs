@@ -8,17 +8,17 @@ internal static class ExportCommand
 {
     public static Command Create(TextWriter stdout)
     {
-        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
-        checkpoint.Required = true;
+        var checkpoint = new CheckpointInput();
         var onnx = App.Opt<string>("--onnx", "The ONNX file to write (replaced atomically; an existing file must be an ONNX model GpuRnn wrote).");
         onnx.Required = true;
-        var cmd = new Command("export", "Write a checkpoint as an ONNX model (RNN/GRU/LSTM operators) to serve with ONNX Runtime.") { checkpoint, onnx };
+        var cmd = new Command("export", "Write a checkpoint as an ONNX model (RNN/GRU/LSTM operators) to serve with ONNX Runtime.") { onnx };
+        checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
             string target = r.GetValue(onnx)!;
             if (string.IsNullOrWhiteSpace(target))
                 throw new GpuRnnException("--onnx: name the .onnx file to write");
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var c = Checkpoint.Load(checkpoint.Path(r));
             OnnxExport.Write(c, target);
             var config = c.Config;
             string io = config.EncoderDecoder

@@ -23,12 +23,12 @@ internal static class InspectCommands
 
     public static Command Info(TextWriter stdout)
     {
-        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
-        checkpoint.Required = true;
-        var cmd = new Command("info", "Show a checkpoint's sizes, vocabulary, training state and metadata.") { checkpoint };
+        var checkpoint = new CheckpointInput();
+        var cmd = new Command("info", "Show a checkpoint's sizes, vocabulary, training state and metadata.");
+        checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!, allowNonFinite: true);
+            var c = Checkpoint.Load(checkpoint.Path(r), allowNonFinite: true);
             var layout = new ParameterLayout(c.Config);
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";

@@ -9,26 +9,26 @@ internal static class PredictCommand
 {
     public static Command Create(TextWriter stdout, TextReader stdin)
     {
-        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
-        checkpoint.Required = true;
+        var checkpoint = new CheckpointInput();
         var input = App.Opt<string?>("--input", "UTF-8 file with one input per line; without it, standard input.");
         var length = App.Opt("--length", "Language models and encoder–decoders: tokens to generate per line at most.", 100);
-        var temperature = App.Opt("--temperature", "Language models: softmax temperature; 0 or less is greedy.", 0f);
-        var seed = App.Opt("--seed", "Language models: random seed.", 1);
+        var temperature = App.Opt("--temperature", "Language models: softmax temperature. The default 0 is greedy, the most likely continuation, the same on every run (an answer, not a sample); a positive value samples as `sample` does. Encoder–decoders always decode greedily.", 0f);
+        var seed = App.Opt("--seed", "Language models with --temperature above 0: random seed.", 1);
         var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var recurrence = App.RecurrenceOpt();
         var cmd = new Command("predict", "For each input line: the label and its probability (classifier), the decoded target (encoder–decoder, greedy) or the model's continuation (language model).")
         {
-            checkpoint, input, length, temperature, seed, batch, device, recurrence,
+            input, length, temperature, seed, batch, device, recurrence,
         };
+        checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
             if (r.GetValue(length) < 0)
                 throw new GpuRnnException($"--length must be 0 or more (got {r.GetValue(length)})");
             new SamplingOptions(r.GetValue(temperature)).Validate();
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var c = Checkpoint.Load(checkpoint.Path(r));
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
             var lines = text.Split('\n');

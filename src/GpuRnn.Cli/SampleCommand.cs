@@ -8,25 +8,25 @@ internal static class SampleCommand
 {
     public static Command Create(TextWriter stdout)
     {
-        var checkpoint = App.Opt<string>("--checkpoint", "The model file (.safetensors).");
-        checkpoint.Required = true;
+        var checkpoint = new CheckpointInput();
         var prime = App.Opt("--prime", "Text the model reads before it starts sampling (empty: start from a newline).", "");
-        var length = App.Opt("--length", "Tokens to generate at most (stops early at <eos>).", 500);
-        var temperature = App.Opt("--temperature", "Softmax temperature; 0 or less is greedy.", 1f);
+        var length = App.Opt("--length", "Tokens (characters or words) to generate at most; a line model stops early at <eos>.", 500);
+        var temperature = App.Opt("--temperature", "Softmax temperature. The default 1 samples from the model's own distribution; lower is more conservative (train's preview uses 0.8), higher more varied; 0 or less is greedy (always the most likely token).", 1f);
         var topK = App.Opt("--top-k", "Sample among the K most likely tokens only; 0 = all.", 0);
         var topP = App.Opt("--top-p", "Nucleus sampling: smallest set of tokens with probability ≥ P; 1 = all.", 1f);
         var seed = App.Opt("--seed", "Random seed: the same seed gives the same text.", 1);
         var count = App.Opt("--count", "Number of samples.", 1);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var recurrence = App.RecurrenceOpt();
-        var cmd = new Command("sample", "Generate text from a trained model.") { checkpoint, prime, length, temperature, topK, topP, seed, count, device, recurrence };
+        var cmd = new Command("sample", "Generate text from a trained model.") { prime, length, temperature, topK, topP, seed, count, device, recurrence };
+        checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
             if (r.GetValue(count) < 1)
                 throw new GpuRnnException($"--count must be at least 1 (got {r.GetValue(count)})");
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
             options.Validate();
-            var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            var c = Checkpoint.Load(checkpoint.Path(r));
             try
             {
                 c.Vocabulary.Encode(r.GetValue(prime)!, c.Tokenizer); // unknown tokens become <unk>; without one, say so before opening the device

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Diagnostics;
 using GpuRnn.Checkpoints;
 using GpuRnn.Kernels;
 
@@ -36,14 +35,15 @@ internal static class TrainCommand
         var log = App.Opt<string?>("--log", "Write metrics to this file, one JSON object per line.");
         var json = App.Opt("--json", "Machine-readable JSON lines on stdout instead of the progress display.", false);
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
-        var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
+        var sampleLength = App.Opt("--length", "Tokens (characters or words) of the sample a language model prints after training, as `sample --length`; 0 = none.", 300);
+        var temperature = App.Opt("--temperature", "Softmax temperature of that sample. The default 0.8 is a little more conservative than the model's own distribution (sample's default of 1), so a short run's preview reads better; 0 or less is greedy.", 0.8f);
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
             data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
-            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, temperature, mode, maxVocab, minCount,
         };
         cmd.SetAction(r =>
         {
@@ -76,6 +76,7 @@ internal static class TrainCommand
                 Json = r.GetValue(json),
                 Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
                 SampleLength = r.GetValue(sampleLength),
+                Temperature = r.GetValue(temperature),
                 Mode = Checkpoint.ParseMode(r.GetValue(mode)!),
                 MaxVocab = r.GetValue(maxVocab),
                 MinCount = r.GetValue(minCount),
@@ -120,6 +121,7 @@ internal sealed class TrainRun
     public bool Json { get; init; }
     public TokenizerKind Tokenizer { get; set; }
     public int SampleLength { get; init; }
+    public float Temperature { get; init; }
     public DataMode Mode { get; set; }
     public int MaxVocab { get; init; }
     public int MinCount { get; init; }
@@ -171,20 +173,22 @@ internal sealed class TrainRun
             batcher.Seek(start.Training!.Epoch, start.Training.Position);
             best = start.Training.BestValidationLoss;
         }
-        var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest));
+        var history = Resume is not null ? start!.History ?? new TrainingHistory() : new TrainingHistory(); // a resumed run's plot covers the whole run
+        var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest), history);
         report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
             $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 
         TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
-        void Save() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels, dataIdentity);
+        void Save() => report.Untimed(() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels, dataIdentity, report.History));
         ClassifierMetrics? metrics = null;
         PairMetrics? pairMetrics = null;
         double? Evaluate()
         {
-            var v = set.Validate(trainer.Inference);
+            var v = report.Untimed(() => set.Validate(trainer.Inference));
             if (v is null)
                 return null;
+            report.Validated(trainer.StepCount, v);
             metrics = v.Metrics;
             pairMetrics = v.Pairs;
             if (double.IsNaN(best) || v.Loss < best)
@@ -192,25 +196,25 @@ internal sealed class TrainRun
             return v.Loss;
         }
 
-        var clock = Stopwatch.StartNew();
         long firstStep = trainer.StepCount;
-        double smoothed = report.Run(firstStep, () => Loop(trainer, model.Config.Outputs, batcher, total, report, clock, firstStep, Evaluate, Save, stop));
+        double smoothed = report.Run(() => Loop(trainer, model.Config.Outputs, batcher, total, report, Evaluate, Save, stop));
         if (trainer.StepCount < total)
             return Interrupted(stdout, report, trainer.StepCount, total, trainer.StepCount > firstStep ? Save : null);
-        double? finalVal = Evaluate();
+        // The end-of-run validation, unless the schedule just ran one at this step (same weights, same result).
+        double? finalVal = report.History.Evaluations is [.., var scheduled] && scheduled.Step == trainer.StepCount ? scheduled.Loss : Evaluate();
         Save();
-        double seconds = clock.Elapsed.TotalSeconds;
-        // Positions processed per step: B·T of a stream window, B·(longest line) of a padded batch at most.
-        double tokensPerSecond = (trainer.StepCount - firstStep) * (double)Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest) / Math.Max(seconds, 1e-9);
+        // Positions processed per step: B·T of a stream window, B·(longest line) of a padded batch at most; per second of training only.
+        double tokensPerSecond = report.TokensPerSecond;
         string plot = Path.ChangeExtension(Out, ".loss.png");
-        LossPlot.Save(plot, report.TrainCurve, report.ValCurve);
+        LossPlot.Save(plot, report.History, config.IsClassifier);
+        double seconds = report.WallSeconds;
         report.Finish();
 
         string sample = "";
         if (SampleLength > 0 && !config.IsClassifier && !config.EncoderDecoder)
         {
             using var generator = new Generator(model);
-            var sampling = new SamplingOptions(Temperature: 0.8f, Seed: Seed);
+            var sampling = new SamplingOptions(Temperature, Seed: Seed);
             sample = Mode == DataMode.Lines
                 ? string.Join("\n", Enumerable.Range(0, 8).Select(i => generator.Sample(vocab, Tokenizer, "", SampleLength, sampling with { Seed = Seed + i }, Mode)))
                 : generator.Sample(vocab, Tokenizer, "", SampleLength, sampling);
@@ -231,6 +235,7 @@ internal sealed class TrainRun
         if (metrics is not null)
         {
             summary["val_accuracy"] = metrics.Accuracy;
+            summary["train_accuracy"] = report.History.Evaluations[^1].TrainAccuracy;
             for (int c = 0; c < metrics.Classes.Count; c++)
                 summary[$"val_f1_{metrics.Classes[c]}"] = metrics.F1(c);
             sample = metrics.Report();
@@ -241,7 +246,7 @@ internal sealed class TrainRun
             summary["val_token_accuracy"] = pairMetrics.TokenAccuracy;
             sample = pairMetrics.Report();
         }
-        report.Summary(summary, sample, metrics is not null || pairMetrics is not null ? "validation:" : "sample (temperature 0.8):");
+        report.Summary(summary, sample, metrics is not null || pairMetrics is not null ? "validation:" : FormattableString.Invariant($"sample (temperature {Temperature}):"));
         return ExitCodes.Ok;
     }
 
@@ -250,7 +255,7 @@ internal sealed class TrainRun
     /// A non-finite loss or gradient norm, or a loss above <see cref="DivergenceCeiling"/>, stops the run before the update reaches the weights. A
     /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
     /// </remarks>
-    private double Loop(Trainer trainer, int outputs, ITrainingData batcher, long total, Reporter report, Stopwatch clock, long firstStep,
+    private double Loop(Trainer trainer, int outputs, ITrainingData batcher, long total, Reporter report,
         Func<double?> validate, Action save, CancellationToken stop)
     {
         double smoothed = double.NaN;
@@ -274,8 +279,9 @@ internal sealed class TrainRun
             }
             trainer.ApplyUpdate();
             smoothed = double.IsNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
-            double? val = EvalEvery > 0 && step % EvalEvery == 0 ? validate() : null;
-            report.Step(step, loss, smoothed, val, clock.Elapsed.TotalSeconds, step - firstStep);
+            if (EvalEvery > 0 && step % EvalEvery == 0)
+                validate();
+            report.Step(step, loss, smoothed);
             if (CheckpointEvery > 0 && step % CheckpointEvery == 0)
                 save();
         }
@@ -340,7 +346,8 @@ internal sealed class TrainRun
         if (CheckpointEvery < 0)
             throw new GpuRnnException($"--checkpoint-every must be 0 or positive (got {CheckpointEvery})");
         if (SampleLength < 0)
-            throw new GpuRnnException($"--sample-length must be 0 or positive (got {SampleLength})");
+            throw new GpuRnnException($"--length must be 0 or positive (got {SampleLength})");
+        new SamplingOptions(Temperature).Validate();
         Optimizer.Validate();
         target = GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
     }

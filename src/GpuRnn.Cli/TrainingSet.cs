@@ -34,8 +34,21 @@ internal sealed class TrainingSet
     /// <summary>Scores the held-out data; null when there is none.</summary>
     public Func<Predictor, Validation?> Validate { get; }
 
-    /// <summary>The result of a validation pass: the loss, and a classifier's or an encoder–decoder's metrics.</summary>
-    public sealed record Validation(double Loss, ClassifierMetrics? Metrics, PairMetrics? Pairs = null);
+    /// <summary>
+    /// The result of a validation pass: the loss, and a classifier's or an encoder–decoder's metrics; for a classifier
+    /// also its accuracy on a fixed sample of its training rows (<see cref="TrainingSample"/>), to set beside the validation accuracy.
+    /// </summary>
+    public sealed record Validation(double Loss, ClassifierMetrics? Metrics, PairMetrics? Pairs = null, double? TrainAccuracy = null);
+
+    /// <summary>
+    /// The training rows a classifier's training accuracy is measured on at each validation pass: as many as the
+    /// validation rows, at least 256 (all when fewer), spread evenly over the file (which may be sorted by label).
+    /// </summary>
+    internal static int[] TrainingSample(int trainCount, int valCount)
+    {
+        int n = Math.Min(trainCount, Math.Max(valCount, 256));
+        return Enumerable.Range(0, n).Select(i => (int)((long)i * trainCount / n)).ToArray();
+    }
 
     /// <summary>The longest source of pairs data (the encoder's window); 0 otherwise.</summary>
     public int LongestSource { get; private init; }
@@ -103,14 +116,16 @@ internal sealed class TrainingSet
                 beforeAllocating(vocab, classes, seqs.Max(q => q.Length), 0);
                 var batcher = new SequenceBatcher(train, labels[..train.Count], batch, -1, -1, seed);
                 var valBatcher = val.Count > 0 ? new SequenceBatcher(val, labels[train.Count..], batch, -1, -1, seed) : null;
+                var sample = TrainingSample(train.Count, val.Count);
+                var trainSample = valBatcher is null ? null : new SequenceBatcher(sample.Select(i => train[i]).ToList(), sample.Select(i => labels[i]).ToList(), batch, -1, -1, seed);
                 return new TrainingSet(vocab, classes, batcher, batcher.Capacity,
                     $"{seqs.Count:N0} labelled lines ({train.Count:N0} train, {val.Count:N0} validation), classes {string.Join(", ", classes)}",
                     t =>
                     {
-                        if (valBatcher is null)
+                        if (valBatcher is null || trainSample is null)
                             return null;
                         var m = ClassifierMetrics.Compute(t, valBatcher, classes);
-                        return new Validation(m.Loss, m);
+                        return new Validation(m.Loss, m, TrainAccuracy: ClassifierMetrics.Compute(t, trainSample, classes).Accuracy);
                     });
             }
             case DataMode.Pairs:

@@ -9,7 +9,7 @@ namespace GpuRnn;
 /// </summary>
 public sealed class ClassifierMetrics
 {
-    private ClassifierMetrics(IReadOnlyList<string> classes, long[,] confusion, double loss)
+    internal ClassifierMetrics(IReadOnlyList<string> classes, long[,] confusion, double loss)
     {
         Classes = classes;
         Confusion = confusion;
@@ -42,6 +42,23 @@ public sealed class ClassifierMetrics
     {
         double p = Precision(c), r = Recall(c);
         return double.IsNaN(p) || double.IsNaN(r) || p + r == 0 ? 0 : 2 * p * r / (p + r);
+    }
+
+    /// <summary>
+    /// The class with the fewest sequences among those scored (the first on a tie); its F1 is the number to watch on
+    /// imbalanced data, where always answering the common class already gives a high accuracy.
+    /// </summary>
+    public int RarestClass()
+    {
+        int rarest = -1;
+        long fewest = long.MaxValue;
+        for (int c = 0; c < Classes.Count; c++)
+        {
+            long count = Enumerable.Range(0, Classes.Count).Sum(p => Confusion[c, p]);
+            if (count > 0 && count < fewest)
+                (rarest, fewest) = (c, count);
+        }
+        return Math.Max(rarest, 0);
     }
 
     /// <summary>JSON has no NaN: an undefined ratio is written as null.</summary>

@@ -10,7 +10,7 @@ public abstract class CliHarness
     protected static readonly string Text = DefaultCorpus.Text[..600];
 
     /// <summary>A 1-layer, H=8 model in windows of B=3, T=7 on the CPU accelerator, without the final sample.</summary>
-    protected static readonly string[] Tiny = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "3", "--seq-len", "7", "--sample-length", "0"];
+    protected static readonly string[] Tiny = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "3", "--seq-len", "7", "--length", "0"];
 
     protected string Dir { get; private set; } = null!;
 

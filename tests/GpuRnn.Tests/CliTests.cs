@@ -15,7 +15,7 @@ public sealed class CliTests
     /// <summary>Tiny but real: the first 600 characters of the embedded Shakespeare.</summary>
     private static readonly string Text = DefaultCorpus.Text[..600];
 
-    private static readonly string[] Tiny = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "3", "--seq-len", "7", "--sample-length", "0"];
+    private static readonly string[] Tiny = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "3", "--seq-len", "7", "--length", "0"];
 
     [SetUp]
     public void MakeFolder()
@@ -62,7 +62,7 @@ public sealed class CliTests
     public void DefaultRunTrainsOnTheEmbeddedCorpusAndPrintsASample()
     {
         var (code, output, error) = Run("train", "--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "4", "--seq-len", "8", "--steps", "3",
-            "--val-fraction", "0", "--sample-length", "40", "--out", P("default.safetensors"));
+            "--val-fraction", "0", "--length", "40", "--out", P("default.safetensors"));
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
         Assert.That(output, Does.Contain(DefaultCorpus.Name).And.Contain("sample (temperature 0.8):").And.Contain("tokens_per_s"));
     }
@@ -83,7 +83,7 @@ public sealed class CliTests
             Checkpoint.Save(P("init.safetensors"), model, vocab, TokenizerKind.Char);
         var init = Checkpoint.Load(P("init.safetensors"));
         const int steps = 30; // 600 chars / B=3 → n = 200, 29 windows of 7: crosses an epoch boundary
-        var (code, _, error) = Run("train", "--device", "cpu", "--batch", "3", "--seq-len", "7", "--sample-length", "0", "--init", P("init.safetensors"),
+        var (code, _, error) = Run("train", "--device", "cpu", "--batch", "3", "--seq-len", "7", "--length", "0", "--init", P("init.safetensors"),
             "--data", data, "--val-fraction", "0", "--steps", $"{steps}", "--optimizer", optimizer, "--lr", $"{lr}", "--clip-norm", $"{clipNorm}", "--out", P("out.safetensors"));
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
 
@@ -116,7 +116,7 @@ public sealed class CliTests
         string[] common = ["--data", data, "--val-fraction", "0.1", "--eval-every", "2", "--optimizer", "adam", "--lr", "0.01"];
         Assert.That(Train([.. common, "--steps", "8", "--out", P("straight.safetensors")]).Code, Is.EqualTo(0));
         Assert.That(Train([.. common, "--steps", "5", "--out", P("first.safetensors")]).Code, Is.EqualTo(0));
-        var (code, output, error) = Run("train", "--device", "cpu", "--resume", P("first.safetensors"), "--data", data, "--steps", "8", "--sample-length", "0", "--out", P("resumed.safetensors"));
+        var (code, output, error) = Run("train", "--device", "cpu", "--resume", P("first.safetensors"), "--data", data, "--steps", "8", "--length", "0", "--out", P("resumed.safetensors"));
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(output, Does.Contain("resuming at step 5"));
         var a = Checkpoint.Load(P("straight.safetensors"));
@@ -210,7 +210,7 @@ public sealed class CliTests
         Assert.That(sample.Code, Is.EqualTo(0), sample.Err);
         Assert.That(sample.Out.TrimEnd('\n').Length, Is.GreaterThan(0));
         Assert.That(Run("eval", "--checkpoint", P("torch.safetensors"), "--data", data, "--device", "cpu", "--batch", "2", "--seq-len", "5").Code, Is.EqualTo(0));
-        var train = Run("train", "--device", "cpu", "--init", P("torch.safetensors"), "--data", data, "--steps", "2", "--batch", "3", "--seq-len", "7", "--sample-length", "5", "--out", P("tuned.safetensors"));
+        var train = Run("train", "--device", "cpu", "--init", P("torch.safetensors"), "--data", data, "--steps", "2", "--batch", "3", "--seq-len", "7", "--length", "5", "--out", P("tuned.safetensors"));
         Assert.That(train.Code, Is.EqualTo(0), train.Err);
         Assert.That(Checkpoint.Load(P("tuned.safetensors")).Vocabulary.Tokens, Is.EqualTo(tokens), "the checkpoint's vocabulary wins");
     }
@@ -256,6 +256,7 @@ public sealed class CliTests
 
     [TestCase(new[] { "train", "--hiden", "3" }, "gpurnn: unknown flag --hiden; did you mean --hidden?")]
     [TestCase(new[] { "sample", "--checkpoint", "m.safetensors", "--temprature", "2" }, "gpurnn: unknown flag --temprature; did you mean --temperature?")]
+    [TestCase(new[] { "info", "--chekpoint", "m.safetensors" }, "gpurnn: unknown flag --chekpoint; did you mean --checkpoint?")]
     [TestCase(new[] { "train", "--frobnicate", "3" }, "gpurnn: unknown flag --frobnicate")]
     [TestCase(new[] { "train", "--lr", "abc" }, "gpurnn: --lr abc: expected a number")]
     [TestCase(new[] { "train", "--steps", "1.5" }, "gpurnn: --steps 1.5: expected an integer")]

@@ -24,7 +24,7 @@ public sealed class DataSafetyTests : CliHarness
         {
             // From the folder where the default --out (out/model.safetensors) would land, had the resume used it.
             Environment.CurrentDirectory = Dir;
-            var r = Run("train", "--device", "cpu", "--resume", P("a.safetensors"), "--data", Data, "--steps", "4", "--sample-length", "0");
+            var r = Run("train", "--device", "cpu", "--resume", P("a.safetensors"), "--data", Data, "--steps", "4", "--length", "0");
             Assert.That(r.Code, Is.EqualTo(ExitCodes.Ok), r.Err);
         }
         finally
@@ -35,7 +35,7 @@ public sealed class DataSafetyTests : CliHarness
         Assert.That(File.Exists(P("out/model.safetensors")), Is.False, "nothing written to the default --out");
         Assert.That(File.ReadAllBytes(P("b.safetensors")), Is.EqualTo(other));
 
-        var elsewhere = Run("train", "--device", "cpu", "--resume", P("a.safetensors"), "--data", Data, "--steps", "5", "--sample-length", "0", "--out", P("c.safetensors"));
+        var elsewhere = Run("train", "--device", "cpu", "--resume", P("a.safetensors"), "--data", Data, "--steps", "5", "--length", "0", "--out", P("c.safetensors"));
         Assert.That(elsewhere.Code, Is.EqualTo(ExitCodes.Ok), elsewhere.Err);
         Assert.That(Checkpoint.Load(P("c.safetensors")).Training!.Step, Is.EqualTo(5), "--out still wins when given");
         Assert.That(Checkpoint.Load(P("a.safetensors")).Training!.Step, Is.EqualTo(4));
@@ -67,15 +67,15 @@ public sealed class DataSafetyTests : CliHarness
         Assert.That(Train([.. Quick, "--data", Data, "--steps", "2", "--out", P("m.safetensors")]).Code, Is.EqualTo(ExitCodes.Ok));
         var before = File.ReadAllBytes(P("m.safetensors"));
         File.WriteAllText(P("other.txt"), Text.Replace('e', 'a'));
-        var refused = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("other.txt"), "--steps", "4", "--sample-length", "0");
+        var refused = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("other.txt"), "--steps", "4", "--length", "0");
         AssertOneLineError(refused, $"{P("m.safetensors")} was trained on {Data} (600 bytes, sha256 ", $"but --data is {P("other.txt")}", "--allow-other-data");
         Assert.That(File.ReadAllBytes(P("m.safetensors")), Is.EqualTo(before));
 
         File.Copy(Data, P("moved.txt"));
-        var moved = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("moved.txt"), "--steps", "3", "--sample-length", "0");
+        var moved = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("moved.txt"), "--steps", "3", "--length", "0");
         Assert.That(moved.Code, Is.EqualTo(ExitCodes.Ok), "the same contents under another name: " + moved.Err);
 
-        var allowed = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("other.txt"), "--steps", "4", "--sample-length", "0", "--allow-other-data");
+        var allowed = Run("train", "--device", "cpu", "--resume", P("m.safetensors"), "--data", P("other.txt"), "--steps", "4", "--length", "0", "--allow-other-data");
         Assert.That(allowed.Code, Is.EqualTo(ExitCodes.Ok), allowed.Err);
         Assert.That(Checkpoint.Load(P("m.safetensors")).Data!.Name, Is.EqualTo(P("other.txt")), "the checkpoint now records the data it was last trained on");
     }
@@ -122,7 +122,7 @@ public sealed class DataSafetyTests : CliHarness
         // A run whose first loss is normal and which then blows up (SGD with a huge rate, no clipping) stops on the
         // ceiling while the loss is still finite, before that update reaches the weights.
         var r = Run("train", "--device", "cpu", "--init", P("m.safetensors"), "--data", Data, "--batch", "3", "--seq-len", "7", "--steps", "40",
-            "--val-fraction", "0", "--optimizer", "sgd", "--lr", "40", "--clip-norm", "0", "--sample-length", "0", "--checkpoint-every", "0", "--out", P("m.safetensors"));
+            "--val-fraction", "0", "--optimizer", "sgd", "--lr", "40", "--clip-norm", "0", "--length", "0", "--checkpoint-every", "0", "--out", P("m.safetensors"));
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Diverged), r.Err + r.Out);
         Assert.That(r.Err, Does.Match("^gpurnn: training diverged at step [0-9]+: the loss [0-9.E+]+ is above [0-9.]+, 10 × the larger of this run's first loss and ln\\(outputs\\); the last good checkpoint .*m.safetensors was kept"));
         Assert.That(File.ReadAllBytes(P("m.safetensors")), Is.EqualTo(good));

@@ -41,7 +41,7 @@ public sealed class InterruptTests : CliHarness
         Assert.That(Checkpoint.Load(stopped).Training!.Step, Is.EqualTo(4), "saved after the step in progress, not at the last scheduled save (3)");
         Assert.That(File.Exists(stopped + ".lock"), Is.False, "the lock is released");
 
-        var resumed = Run("train", "--device", "cpu", "--resume", stopped, "--data", Data, "--steps", "9", "--sample-length", "0", "--out", P("resumed.safetensors"));
+        var resumed = Run("train", "--device", "cpu", "--resume", stopped, "--data", Data, "--steps", "9", "--length", "0", "--out", P("resumed.safetensors"));
         Assert.That(resumed.Code, Is.EqualTo(ExitCodes.Ok), resumed.Err);
         var a = Checkpoint.Load(P("straight.safetensors"));
         var b = Checkpoint.Load(P("resumed.safetensors"));
@@ -84,7 +84,7 @@ public sealed class InterruptTests : CliHarness
         var lastGood = File.ReadAllBytes(P("d.safetensors"));
 
         var r = Run("train", "--device", "cpu", "--init", P("init.safetensors"), "--data", Data, "--batch", "3", "--seq-len", "7", "--steps", "5",
-            "--val-fraction", "0", "--optimizer", "sgd", "--lr", "0.1", "--sample-length", "0", "--out", P("d.safetensors"));
+            "--val-fraction", "0", "--optimizer", "sgd", "--lr", "0.1", "--length", "0", "--out", P("d.safetensors"));
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Diverged), r.Err);
         Assert.That(r.Err, Does.Match("^gpurnn: training diverged at step 1: the gradient norm is Infinity \\(loss [0-9.E+]+\\); the last good checkpoint .*d.safetensors was kept"));
         Assert.That(r.Err.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1));
@@ -98,7 +98,7 @@ public sealed class InterruptTests : CliHarness
         Assert.That(Train("--data", Data, "--steps", "2", "--val-fraction", "0", "--optimizer", "sgd", "--lr", "0.1", "--out", P("m.safetensors")).Code, Is.EqualTo(0));
         var before = File.ReadAllBytes(P("m.safetensors"));
         var r = Run("train", "--device", "cpu", "--init", P("m.safetensors"), "--data", Data, "--batch", "3", "--seq-len", "7", "--steps", "30", "--val-fraction", "0",
-            "--optimizer", "sgd", "--lr", "3e38", "--clip-norm", "0", "--sample-length", "0", "--out", P("m.safetensors"));
+            "--optimizer", "sgd", "--lr", "3e38", "--clip-norm", "0", "--length", "0", "--out", P("m.safetensors"));
         Assert.That(r.Code, Is.EqualTo(ExitCodes.Diverged), r.Err);
         Assert.That(r.Err, Does.Match("^gpurnn: training diverged at step [0-9]+: the (loss|gradient norm) is"));
         Assert.That(File.ReadAllBytes(P("m.safetensors")), Is.EqualTo(before), "the last good checkpoint is kept byte for byte");
@@ -239,7 +239,7 @@ public sealed class InterruptTests : CliHarness
             var c = Checkpoint.Load(output);
             Assert.That(all, Does.Contain($"interrupted after step {c.Training!.Step}:"));
             Assert.That(File.Exists(output + ".lock"), Is.False);
-            var resumed = Run("train", "--device", "cpu", "--resume", output, "--data", Data, "--steps", $"{c.Training.Step + 2}", "--sample-length", "0", "--out", output);
+            var resumed = Run("train", "--device", "cpu", "--resume", output, "--data", Data, "--steps", $"{c.Training.Step + 2}", "--length", "0", "--out", output);
             Assert.That(resumed.Code, Is.EqualTo(ExitCodes.Ok), resumed.Err);
         }
         finally
@@ -288,7 +288,7 @@ public sealed class InterruptTests : CliHarness
         {
             string[] args = round == 0
                 ? ["train", .. Merge(Tiny, ["--hidden", "256", "--data", Data, "--steps", "1000000", "--val-fraction", "0", "--checkpoint-every", "1", "--out", output])]
-                : ["train", "--device", "cpu", "--resume", output, "--data", Data, "--steps", "1000000", "--checkpoint-every", "1", "--sample-length", "0", "--out", output];
+                : ["train", "--device", "cpu", "--resume", output, "--data", Data, "--steps", "1000000", "--checkpoint-every", "1", "--length", "0", "--out", output];
             // This round's child must load the checkpoint, take over the lock and save once before it is killed:
             // wait for a write newer than the last round's.
             var previous = File.Exists(output) ? File.GetLastWriteTimeUtc(output) : DateTime.MinValue;

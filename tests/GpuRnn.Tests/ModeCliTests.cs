@@ -7,7 +7,7 @@ namespace GpuRnn.Tests;
 /// <summary>The line and labelled modes through the command line: train, sample, eval, predict, info.</summary>
 public sealed class ModeCliTests : CliHarness
 {
-    private static readonly string[] Small = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "4", "--sample-length", "10", "--eval-every", "2"];
+    private static readonly string[] Small = ["--device", "cpu", "--hidden", "8", "--layers", "1", "--batch", "4", "--length", "10", "--eval-every", "2"];
 
     private string Names()
     {
@@ -81,7 +81,7 @@ public sealed class ModeCliTests : CliHarness
             _ => Run("eval", "--checkpoint", model, "--data", data, "--device", "cpu", "--json"),
         };
         Assert.That(use.Code, Is.EqualTo(0), use.Err);
-        var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--sample-length", "0", "--out", P($"{cell}-{mode}-2.safetensors"));
+        var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--length", "0", "--out", P($"{cell}-{mode}-2.safetensors"));
         Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
         Assert.That(Checkpoint.Load(P($"{cell}-{mode}-2.safetensors")).Config.Cell, Is.EqualTo(c.Config.Cell));
     }
@@ -102,7 +102,7 @@ public sealed class ModeCliTests : CliHarness
         string[] common = [.. Small, "--mode", mode, "--data", data, "--val-fraction", "0"];
         Assert.That(Run(["train", .. common, "--steps", "7", "--out", P("straight.safetensors")]).Code, Is.EqualTo(0));
         Assert.That(Run(["train", .. common, "--steps", "4", "--out", P("first.safetensors")]).Code, Is.EqualTo(0));
-        var resumed = Run("train", "--device", "cpu", "--resume", P("first.safetensors"), "--data", data, "--steps", "7", "--sample-length", "0", "--out", P("resumed.safetensors"));
+        var resumed = Run("train", "--device", "cpu", "--resume", P("first.safetensors"), "--data", data, "--steps", "7", "--length", "0", "--out", P("resumed.safetensors"));
         Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
         var a = Checkpoint.Load(P("straight.safetensors"));
         var b = Checkpoint.Load(P("resumed.safetensors"));

@@ -487,7 +487,7 @@ public sealed class OnnxExportCliTests : CliHarness
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
         Assert.That(output.Trim(), Does.StartWith($"wrote {onnx}: GRU stream model, L=2 H=4 V=9, ONNX opset 17; input_ids lengths h0 → logits h_n"));
         Assert.That(OnnxExport.IsExportedModel(onnx), Is.True);
-        Assert.That(Run("export", "--checkpoint", model, "--onnx", onnx).Code, Is.EqualTo(ExitCodes.Ok), "an exported model may be replaced");
+        Assert.That(Run("export", model, "--onnx", onnx).Code, Is.EqualTo(ExitCodes.Ok), "an exported model may be replaced");
         AssertNoTemporaryFiles();
     }
 

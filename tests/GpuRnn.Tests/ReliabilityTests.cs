@@ -68,7 +68,7 @@ public sealed class ReliabilityTests : CliHarness
     [TestCase("--val-fraction", "1.5", "--val-fraction must be in [0, 1) (got 1.5)")]
     [TestCase("--eval-every", "-1", "--eval-every must be 0 or positive")]
     [TestCase("--checkpoint-every", "-2", "--checkpoint-every must be 0 or positive")]
-    [TestCase("--sample-length", "-1", "--sample-length must be 0 or positive")]
+    [TestCase("--length", "-1", "--length must be 0 or positive")]
     [TestCase("--device", "cpu:99", "--device cpu:99: no such device; present: ")]
     [TestCase("--device", "cuda:x", "--device cuda:x: the index after ':' must be a non-negative integer")]
     public void BadFlagIsNamed(string flag, string value, string message)

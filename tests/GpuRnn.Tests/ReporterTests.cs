@@ -7,19 +7,6 @@ namespace GpuRnn.Tests;
 public sealed class ReporterAndTemporaryTests
 {
     [Test]
-    public void LossCurveStaysBoundedAndKeepsItsEnds()
-    {
-        var curve = new List<(double Step, double Loss)>();
-        for (int step = 1; step <= 100_000; step++)
-            Reporter.AddThinned(curve, (step, 1.0 / step));
-        Assert.That(curve.Count, Is.LessThanOrEqualTo(Reporter.MaxCurvePoints));
-        Assert.That(curve.Count, Is.GreaterThan(Reporter.MaxCurvePoints / 2));
-        Assert.That(curve[0].Step, Is.EqualTo(1));
-        Assert.That(curve[^1].Step, Is.EqualTo(100_000));
-        Assert.That(curve.Select(p => p.Step), Is.Ordered.Ascending);
-    }
-
-    [Test]
     public void SavingRemovesTemporariesLeftByAKilledWriter()
     {
         string dir = Path.Combine(Path.GetTempPath(), "gpurnn-tmp-" + Guid.NewGuid().ToString("N"));

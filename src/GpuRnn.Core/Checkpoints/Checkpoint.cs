@@ -30,7 +30,8 @@ public sealed record TrainingState(long Step, int Epoch, int Position, int Batch
 public sealed class Checkpoint
 {
     /// <summary>Metadata keys.</summary>
-    public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train", DataKey = "gpurnn.data";
+    public const string VocabKey = "gpurnn.vocab", TokenizerKey = "gpurnn.tokenizer", ConfigKey = "gpurnn.config", TrainKey = "gpurnn.train", DataKey = "gpurnn.data",
+        HistoryKey = "gpurnn.history";
 
     private Checkpoint(string source, ModelConfig config, Vocabulary vocabulary, TokenizerKind tokenizer,
         Dictionary<string, float[]> weights, TrainingState? training, Dictionary<string, float[]> slots, float[][] hidden, float[][] cells, IReadOnlyDictionary<string, string> metadata)
@@ -86,6 +87,9 @@ public sealed class Checkpoint
     /// <summary>What the run was trained on (null for a file that does not say, such as a PyTorch export).</summary>
     public DataIdentity? Data { get; private init; }
 
+    /// <summary>The run's loss curves from its first step (null for a file that does not hold them, such as a PyTorch export).</summary>
+    public TrainingHistory? History { get; private init; }
+
     /// <summary>
     /// Model tensors holding NaN or infinite values, with how many: always empty unless the file was loaded with
     /// <c>allowNonFinite</c> (a load otherwise refuses such a file).
@@ -102,8 +106,9 @@ public sealed class Checkpoint
     /// <param name="mode">The data mode, so that sample, eval and predict treat the model right.</param>
     /// <param name="labels">A classifier's class names in index order.</param>
     /// <param name="data">What the model was trained on (recorded so that a resume can refuse other data).</param>
+    /// <param name="history">The run's curves (so that a resumed run's plot covers the whole run).</param>
     public static void Save(string path, RnnModel model, Vocabulary vocabulary, TokenizerKind tokenizer, Trainer? trainer = null, TrainingState? training = null,
-        DataMode mode = DataMode.Stream, IReadOnlyList<string>? labels = null, DataIdentity? data = null)
+        DataMode mode = DataMode.Stream, IReadOnlyList<string>? labels = null, DataIdentity? data = null, TrainingHistory? history = null)
     {
         if (model.Config.IsClassifier != (labels is not null) || (labels is not null && labels.Count != model.Config.Classes))
             throw new ArgumentException("a classifier needs exactly one label name per class, a language model none.", nameof(labels));
@@ -129,6 +134,8 @@ public sealed class Checkpoint
         };
         if (data is not null)
             metadata[DataKey] = data.ToJson();
+        if (history is not null)
+            metadata[HistoryKey] = history.ToJson();
         if (trainer is not null && training is not null)
         {
             var names = trainer.Optimizer.SlotNames;
@@ -307,9 +314,10 @@ public sealed class Checkpoint
                 throw Bad($"unexpected tensor '{t.Name}' for an L={layers} {CellName(cell)} model");
         }
         var data = file.Metadata.TryGetValue(DataKey, out string? dataJson) ? DataIdentity.Parse(dataJson, Bad) : null;
+        var history = file.Metadata.TryGetValue(HistoryKey, out string? historyJson) ? TrainingHistory.Parse(historyJson, Bad) : null;
         return new Checkpoint(path, config, vocabulary, tokenizer, weights, training, slots, states.ToArray(), cells.ToArray(), file.Metadata)
         {
-            Mode = mode, Labels = labels ?? [], Data = data, NonFinite = nonFinite,
+            Mode = mode, Labels = labels ?? [], Data = data, NonFinite = nonFinite, History = history,
         };
     }
 
