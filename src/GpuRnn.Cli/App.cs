@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 
 namespace GpuRnn.Cli;
@@ -41,6 +42,7 @@ public static class App
             InspectCommands.Devices(stdout),
             InspectCommands.Info(stdout),
         };
+        root.Options.OfType<VersionOption>().Single().Action = new PrintVersion(stdout);
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -107,6 +109,16 @@ public static class App
                 }
             }
             yield return error.Message;
+        }
+    }
+
+    /// <summary><c>gpurnn --version</c>: the GpuRnn version (and commit) and the ILGPU version, where the built-in option prints only the first.</summary>
+    private sealed class PrintVersion(TextWriter stdout) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            stdout.WriteLine(Versions.Summary);
+            return ExitCodes.Ok;
         }
     }
 

@@ -25,6 +25,7 @@ public sealed record DeviceInfo(DeviceKind Kind, int Index, string Name, long Me
     /// <inheritdoc/>
     public override string ToString() => Kind == DeviceKind.Cpu ? $"{Spec} {Name} (host memory)" : $"{Spec} {Name} ({MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB)";
 
+    /// <summary>The lower-case name of a kind as device specs spell it: <c>cuda</c>, <c>opencl</c>, <c>cpu</c>.</summary>
     public static string KindName(DeviceKind kind) => kind switch
     {
         DeviceKind.Cuda => "cuda",
