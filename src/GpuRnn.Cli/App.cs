@@ -57,7 +57,7 @@ public static class App
         }
         catch (GpuRnnException e)
         {
-            stderr.WriteLine($"gpurnn: {e.Message}");
+            stderr.WriteLine($"gpurnn: {(e.Parameter is { } p && SettingFlags.TryGetValue(p, out string? flag) ? $"{flag} {e.Problem}" : e.Message)}");
             return ExitCodes.Error;
         }
         catch (DivergedException e)
@@ -66,6 +66,20 @@ public static class App
             return ExitCodes.Diverged;
         }
     }
+
+    /// <summary>The flag of each library setting that a <see cref="GpuRnnException.Parameter"/> names.</summary>
+    private static readonly Dictionary<string, string> SettingFlags = new(StringComparer.Ordinal)
+    {
+        [nameof(OptimizerSettings.LearningRate)] = "--lr",
+        [nameof(OptimizerSettings.Momentum)] = "--momentum",
+        [nameof(OptimizerSettings.ClipNorm)] = "--clip-norm",
+        [nameof(OptimizerSettings.ClipValue)] = "--clip-value",
+        [nameof(SamplingOptions.Temperature)] = "--temperature",
+        [nameof(SamplingOptions.TopK)] = "--top-k",
+        [nameof(SamplingOptions.TopP)] = "--top-p",
+        ["batch"] = "--batch",
+        ["seqLen"] = "--seq-len",
+    };
 
     /// <summary>
     /// The parser's errors in the words of this program: a value of the wrong type says what is expected ("a number"),
