@@ -122,7 +122,14 @@ public sealed class GpuDevice : IDisposable
         return pick.Value;
     }
 
-    private static Context CreateContext() => Context.Create(b => b.Default().EnableAlgorithms());
+    /// <summary>An ILGPU context with every accelerator kind and the algorithms library.</summary>
+    /// <exception cref="GpuRnnException">The program runs without dynamic code (Native AOT, the default of a .NET 10 file-based app), which ILGPU needs.</exception>
+    private static Context CreateContext()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported)
+            throw new GpuRnnException("ILGPU compiles its kernels at run time, which this program does not allow (PublishAot is on, the default of a file-based app): add '#:property PublishAot=false' to the script, or <PublishAot>false</PublishAot> to the project");
+        return Context.Create(b => b.Default().EnableAlgorithms());
+    }
 
     private static (DeviceKind? Kind, int Index) ParseSpec(string spec)
     {

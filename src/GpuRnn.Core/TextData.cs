@@ -96,6 +96,25 @@ public sealed class TextData
         };
     }
 
+    /// <summary>
+    /// The data without its last <paramref name="heldOut"/> fraction (of the characters of stream data, of the
+    /// sequences otherwise), and that tail: training and validation data, split as <c>gpurnn train --val-fraction</c> does.
+    /// </summary>
+    /// <exception cref="GpuRnnException">The fraction is not in [0, 1).</exception>
+    public (TextData Train, TextData HeldOut) Split(double heldOut)
+    {
+        if (!(heldOut >= 0 && heldOut < 1))
+            throw new GpuRnnException(nameof(heldOut), $"must be in [0, 1) (got {heldOut})");
+        if (Mode == DataMode.Stream)
+        {
+            int tail = (int)(Text!.Length * heldOut);
+            return (new TextData(Mode, Name, Text[..^tail], [], null, null), new TextData(Mode, Name + " (held out)", Text[^tail..], [], null, null));
+        }
+        int keep = Sequences.Count - (int)(Sequences.Count * heldOut); // at least 1, as heldOut < 1
+        return (new TextData(Mode, Name, null, Sequences.Take(keep).ToList(), Labels?.Take(keep).ToList(), Targets?.Take(keep).ToList()),
+            new TextData(Mode, Name + " (held out)", null, Sequences.Skip(keep).ToList(), Labels?.Skip(keep).ToList(), Targets?.Skip(keep).ToList()));
+    }
+
     /// <summary>Every string a vocabulary is built from, joined for the tokenizer.</summary>
     internal string VocabularyText(TokenizerKind tokenizer) => Mode == DataMode.Stream
         ? Text!

@@ -103,6 +103,18 @@ public sealed class TextModelTests
     }
 
     [Test]
+    public void SplitHoldsOutTheTailAsTrainDoes()
+    {
+        var (train, held) = TextData.Stream("abcdefghij").Split(0.3);
+        Assert.That((train.Text, held.Text), Is.EqualTo(("abcdefg", "hij")));
+        var (first, last) = TextData.Pairs([("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]).Split(0.25);
+        Assert.That((first.Sequences, first.Targets, last.Sequences, last.Targets),
+            Is.EqualTo((new[] { "a", "b", "c" }, new[] { "A", "B", "C" }, new[] { "d" }, new[] { "D" })));
+        Assert.That(TextData.Lines(["x", "y"]).Split(0.99).Train.Sequences, Is.EqualTo(new[] { "x" }), "one sequence always trains");
+        Assert.That(Assert.Throws<GpuRnnException>(() => TextData.Lines(["x"]).Split(1))!.Parameter, Is.EqualTo("heldOut"));
+    }
+
+    [Test]
     public void MisuseIsAOneLineErrorInTheLibrarysWords()
     {
         var stream = TextData.Stream("abcabcabcabcabcabc");
