@@ -21,9 +21,9 @@ internal static class DotnetCommand
     /// Runs <paramref name="file"/> with <paramref name="args"/> in <paramref name="folder"/> and returns its exit code
     /// and its stdout and stderr interleaved; fails the test when it runs past <paramref name="timeout"/>. MSBuild's
     /// variables of the surrounding <c>dotnet test</c> are not passed on (they would steer the child's build), nor
-    /// are build servers left running.
+    /// are build servers left running. <paramref name="environment"/> adds or replaces variables.
     /// </summary>
-    public static (int Code, string Output) Run(string file, IEnumerable<string> args, string folder, TimeSpan timeout)
+    public static (int Code, string Output) Run(string file, IEnumerable<string> args, string folder, TimeSpan timeout, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(file) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args)
@@ -35,6 +35,8 @@ internal static class DotnetCommand
         info.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
         info.Environment["MSBUILDDISABLENODEREUSE"] = "1";
         info.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            info.Environment[name] = value;
         var lines = new List<string>();
         using var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (lines) lines.Add(e.Data); };

@@ -127,6 +127,34 @@ public sealed class PackagingTests
         Assert.That(new FileInfo(Path.ChangeExtension(model, ".loss.png")).Length, Is.GreaterThan(0), "the plot: this platform's SkiaSharp natives load");
     }
 
+    [Test]
+    public void LibraryPackageRunsAFileBasedScriptWithoutThePublishAotLine()
+    {
+        // A script outside the repository, as a user writes it: the package (its buildTransitive targets) turns off the
+        // Native AOT default that ILGPU cannot run under. Packages restore into a folder of this test (the packed GpuRnn,
+        // not one cached under the same version), from the packed folder and, for ILGPU, the machine's package cache.
+        string script = Path.Combine(dir, "script");
+        Directory.CreateDirectory(script);
+        string cache = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } given
+            ? given : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        File.WriteAllText(Path.Combine(script, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration><packageSources><clear /><add key="packed" value="{feed}" /><add key="cache" value="{cache}" /></packageSources></configuration>
+            """);
+        File.WriteAllText(Path.Combine(script, "train.cs"), $$"""
+            #:package GpuRnn@{{version}}
+            using GpuRnn;
+            var data = TextData.Stream(DefaultCorpus.Text[..3000]);
+            using var model = TextModel.Create(data, new ModelSettings { Hidden = 8 }, "cpu");
+            var losses = model.Fit(data, new FitSettings { Steps = 2, Batch = 4, SeqLen = 8 });
+            Console.WriteLine($"{Versions.Summary}; loss {losses[^1].Loss:F2}; sample of {model.Sample("A", 20, seed: 1).Length} characters");
+            """);
+        var (code, output) = DotnetCommand.Run(DotnetCommand.Host(), ["run", "train.cs"], script, PackTimeout,
+            new Dictionary<string, string> { ["NUGET_PACKAGES"] = Path.Combine(dir, "packages") });
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain($"{Versions.Summary}; loss "));
+    }
+
     private string Gpurnn() => Path.Combine(tools, OperatingSystem.IsWindows() ? "gpurnn.exe" : "gpurnn");
 
     private string Package(string name)
