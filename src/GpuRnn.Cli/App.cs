@@ -79,6 +79,14 @@ public static class App
         [nameof(SamplingOptions.TopP)] = "--top-p",
         ["batch"] = "--batch",
         ["seqLen"] = "--seq-len",
+        ["length"] = "--length",
+        ["maxSize"] = "--max-vocab",
+        ["minCount"] = "--min-count",
+        ["device"] = "--device",
+        ["optimizer"] = "--optimizer",
+        ["cell"] = "--cell",
+        ["mode"] = "--mode",
+        ["tokenizer"] = "--tokenizer",
     };
 
     /// <summary>

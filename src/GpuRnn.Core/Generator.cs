@@ -96,7 +96,7 @@ public sealed class Generator : IDisposable
         if (prime.IsEmpty)
             throw new ArgumentException("sampling needs at least one prime token", nameof(prime));
         if (length < 0)
-            throw new GpuRnnException($"--length must be 0 or more (got {length})");
+            throw new GpuRnnException(nameof(length), $"must be 0 or more (got {length})");
         var rng = new Random(options.Seed);
         step.ResetState = true; // from a zero state
         foreach (int t in prime)

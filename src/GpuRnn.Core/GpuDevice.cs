@@ -117,7 +117,7 @@ public sealed class GpuDevice : IDisposable
         if (pick is null)
         {
             string present = string.Join(", ", found.Select(d => d.Info.Spec + " " + d.Info.Name));
-            throw new GpuRnnException($"--device {spec}: no such device; present: {present}");
+            throw new GpuRnnException("device", $"{spec}: no such device; present: {present}");
         }
         return pick.Value;
     }
@@ -141,7 +141,7 @@ public sealed class GpuDevice : IDisposable
         {
             name = s[..colon];
             if (!int.TryParse(s[(colon + 1)..], out index) || index < 0)
-                throw new GpuRnnException($"--device {spec}: the index after ':' must be a non-negative integer");
+                throw new GpuRnnException("device", $"{spec}: the index after ':' must be a non-negative integer");
         }
         DeviceKind? kind = name switch
         {
@@ -149,10 +149,10 @@ public sealed class GpuDevice : IDisposable
             "cuda" => DeviceKind.Cuda,
             "opencl" => DeviceKind.OpenCL,
             "cpu" => DeviceKind.Cpu,
-            _ => throw new GpuRnnException($"--device {spec}: unknown kind '{name}'; use auto, cuda, opencl or cpu (optionally with :index)"),
+            _ => throw new GpuRnnException("device", $"{spec}: unknown kind '{name}'; use auto, cuda, opencl or cpu (optionally with :index)"),
         };
         if (kind is null && colon >= 0)
-            throw new GpuRnnException($"--device {spec}: 'auto' takes no index");
+            throw new GpuRnnException("device", $"{spec}: 'auto' takes no index");
         return (kind, index);
     }
 
