@@ -112,7 +112,8 @@ try
 }
 catch (GpuRnnException e)
 {
-    Console.Error.WriteLine("gpurnn-perf: " + e.Message);
+    // The library names its parameters; the ones this program takes as flags are named as flags.
+    Console.Error.WriteLine("gpurnn-perf: " + (e.Parameter is "device" or "batch" ? $"--{e.Parameter} {e.Problem}" : e.Parameter is "seqLen" ? $"--seq-len {e.Problem}" : e.Message));
     return 1;
 }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 
 namespace GpuRnn.Cli;
@@ -42,6 +43,7 @@ public static class App
             InspectCommands.Info(stdout),
             ExportCommand.Create(stdout),
         };
+        root.Options.OfType<VersionOption>().Single().Action = new PrintVersion(stdout);
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -56,7 +58,7 @@ public static class App
         }
         catch (GpuRnnException e)
         {
-            stderr.WriteLine($"gpurnn: {e.Message}");
+            stderr.WriteLine($"gpurnn: {(e.Parameter is { } p && SettingFlags.TryGetValue(p, out string? flag) ? $"{flag} {e.Problem}" : e.Message)}");
             return ExitCodes.Error;
         }
         catch (DivergedException e)
@@ -65,6 +67,28 @@ public static class App
             return ExitCodes.Diverged;
         }
     }
+
+    /// <summary>The flag of each library setting that a <see cref="GpuRnnException.Parameter"/> names.</summary>
+    private static readonly Dictionary<string, string> SettingFlags = new(StringComparer.Ordinal)
+    {
+        [nameof(OptimizerSettings.LearningRate)] = "--lr",
+        [nameof(OptimizerSettings.Momentum)] = "--momentum",
+        [nameof(OptimizerSettings.ClipNorm)] = "--clip-norm",
+        [nameof(OptimizerSettings.ClipValue)] = "--clip-value",
+        [nameof(SamplingOptions.Temperature)] = "--temperature",
+        [nameof(SamplingOptions.TopK)] = "--top-k",
+        [nameof(SamplingOptions.TopP)] = "--top-p",
+        ["batch"] = "--batch",
+        ["seqLen"] = "--seq-len",
+        ["length"] = "--length",
+        ["maxSize"] = "--max-vocab",
+        ["minCount"] = "--min-count",
+        ["device"] = "--device",
+        ["optimizer"] = "--optimizer",
+        ["cell"] = "--cell",
+        ["mode"] = "--mode",
+        ["tokenizer"] = "--tokenizer",
+    };
 
     /// <summary>
     /// The parser's errors in the words of this program: a value of the wrong type says what is expected ("a number"),
@@ -108,6 +132,16 @@ public static class App
                 }
             }
             yield return error.Message;
+        }
+    }
+
+    /// <summary><c>gpurnn --version</c>: the GpuRnn version (and commit) and the ILGPU version, where the built-in option prints only the first.</summary>
+    private sealed class PrintVersion(TextWriter stdout) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            stdout.WriteLine(Versions.Summary);
+            return ExitCodes.Ok;
         }
     }
 

@@ -68,7 +68,7 @@ internal static class EvalCommand
                 }
                 case DataMode.Pairs:
                 {
-                    var rows = TrainingSet.SplitPairs(text, dataPath);
+                    var rows = SequenceData.SplitPairs(text, dataPath);
                     var sources = rows.Select(row => SequenceData.EncodeLine(c.Vocabulary, row.Source, c.Tokenizer)).ToList();
                     var targets = rows.Select(row => SequenceData.EncodeLine(c.Vocabulary, row.Target, c.Tokenizer)).ToList();
                     int empty = sources.FindIndex(x => x.Length == 0);

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using GpuRnn.Checkpoints;
 
 namespace GpuRnn.Cli;
 
@@ -28,75 +27,37 @@ internal static class PredictCommand
             if (r.GetValue(length) < 0)
                 throw new GpuRnnException($"--length must be 0 or more (got {r.GetValue(length)})");
             new SamplingOptions(r.GetValue(temperature)).Validate();
-            var c = Checkpoint.Load(checkpoint.Path(r));
+            // The model first: a bad checkpoint is reported before standard input is read.
+            var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
+            using var gpu = GpuDevice.Open(r.GetValue(device)!);
+            using var model = TextModel.Load(checkpoint.Path(r), gpu);
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
             var lines = text.Split('\n');
             if (lines.Length > 0 && lines[^1].Length == 0)
                 lines = lines[..^1];
-            var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
-            using var gpu = GpuDevice.Open(r.GetValue(device)!);
-            using var model = c.CreateModel(gpu);
-            model.Recurrence = timeLoop;
-            if (c.Config.IsClassifier)
-                Classify(stdout, c, model, lines, r.GetValue(batch));
-            else if (c.Config.EncoderDecoder)
-                Translate(stdout, c, model, lines, r.GetValue(batch), r.GetValue(length));
+            model.Network.Recurrence = timeLoop;
+            if (model.Config.IsClassifier)
+            {
+                foreach (var p in model.Predict(lines, r.GetValue(batch)))
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{p.Label}\t{p.Probability:F4}"));
+            }
+            else if (model.Config.EncoderDecoder)
+            {
+                foreach (string target in model.Translate(lines, r.GetValue(length), r.GetValue(batch)))
+                    stdout.WriteLine(OneLine(target));
+            }
             else
-                Continue(stdout, c, model, lines, r.GetValue(length), new SamplingOptions(r.GetValue(temperature), Seed: r.GetValue(seed)));
+            {
+                var options = new SamplingOptions(r.GetValue(temperature), Seed: r.GetValue(seed));
+                foreach (string line in lines)
+                    stdout.WriteLine(OneLine(model.Sample(line, r.GetValue(length), options)));
+            }
             return ExitCodes.Ok;
         });
         return cmd;
     }
 
-    private static void Classify(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch)
-    {
-        using var predictor = new Predictor(model);
-        var seqs = new List<int[]>();
-        foreach (string line in lines)
-        {
-            var ids = SequenceData.EncodeLine(c.Vocabulary, line, c.Tokenizer);
-            seqs.Add(ids.Length > 0 ? ids : [c.Vocabulary.UnknownId >= 0 ? c.Vocabulary.UnknownId : 0]); // an empty line still gets an answer
-        }
-        if (seqs.Count == 0)
-            return;
-        var data = new SequenceBatcher(seqs, new int[seqs.Count], Math.Min(batch, seqs.Count), -1, -1, seed: 0);
-        int classes = c.Config.Classes;
-        int done = 0;
-        foreach (var window in data.InOrder())
-        {
-            var logits = predictor.ClassLogits(window);
-            for (int b = 0; b < window.Batch && done < seqs.Count; b++, done++)
-            {
-                var (best, probability, _) = ClassifierMetrics.Predict(logits.AsSpan(b * classes, classes));
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{c.Labels[best]}\t{probability:F4}"));
-            }
-        }
-    }
-
-    private static void Translate(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch, int length)
-    {
-        using var predictor = new Predictor(model);
-        var vocab = c.Vocabulary;
-        int bos = vocab.IdOf(Vocabulary.Bos), eos = vocab.EndId;
-        var sources = lines.Select(l => SequenceData.EncodeLine(vocab, l, c.Tokenizer)).Select(ids => ids.Length > 0 ? ids : [eos]).ToList();
-        if (sources.Count == 0)
-            return;
-        var data = SequenceBatcher.Pairs(sources, sources.Select(_ => Array.Empty<int>()).ToList(), Math.Min(batch, sources.Count), bos, eos, seed: 0);
-        int done = 0;
-        foreach (var window in data.InOrder())
-        {
-            int count = Math.Min(window.Batch, sources.Count - done);
-            foreach (var ids in predictor.Decode(window.Source!, count, bos, eos, length, [vocab.IdOf(Vocabulary.Pad), bos]))
-                stdout.WriteLine(vocab.Decode(ids, c.Tokenizer).Replace("\n", "\\n", StringComparison.Ordinal));
-            done += count;
-        }
-    }
-
-    private static void Continue(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int length, SamplingOptions options)
-    {
-        using var generator = new Generator(model);
-        foreach (string line in lines)
-            stdout.WriteLine(generator.Sample(c.Vocabulary, c.Tokenizer, line, length, options, c.Mode).Replace("\n", "\\n", StringComparison.Ordinal));
-    }
+    /// <summary>An answer on one output line: its line breaks written as \n.</summary>
+    private static string OneLine(string text) => text.Replace("\n", "\\n", StringComparison.Ordinal);
 }

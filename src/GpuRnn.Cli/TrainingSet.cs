@@ -130,7 +130,7 @@ internal sealed class TrainingSet
             }
             case DataMode.Pairs:
             {
-                var rows = SplitPairs(text, dataName);
+                var rows = SequenceData.SplitPairs(text, dataName);
                 var vocab = start?.Vocabulary ?? Vocabulary.FromText(SequenceData.Concatenate(rows.SelectMany(r => new[] { r.Source, r.Target }), tokenizer), tokenizer, maxVocab, minCount);
                 var sources = rows.Select(r => SequenceData.EncodeLine(vocab, r.Source, tokenizer)).ToList();
                 var targets = rows.Select(r => SequenceData.EncodeLine(vocab, r.Target, tokenizer)).ToList();
@@ -163,22 +163,6 @@ internal sealed class TrainingSet
             default:
                 throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown mode");
         }
-    }
-
-    /// <summary><c>source&lt;TAB&gt;target</c> lines; a line without a TAB is an error naming its line.</summary>
-    public static List<(int Line, string Source, string Target)> SplitPairs(string text, string name)
-    {
-        var rows = new List<(int, string, string)>();
-        foreach (var (line, body) in SequenceData.Lines(text))
-        {
-            int tab = body.IndexOf('\t');
-            if (tab < 0)
-                throw new GpuRnnException($"{name}:{line}: no TAB; paired data is source<TAB>target per line");
-            rows.Add((line, body[..tab], body[(tab + 1)..]));
-        }
-        if (rows.Count == 0)
-            throw new GpuRnnException($"{name}: no pairs");
-        return rows;
     }
 
     /// <summary>The first lines train, the last <paramref name="valFraction"/> validate.</summary>

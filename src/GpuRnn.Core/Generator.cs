@@ -7,16 +7,16 @@ namespace GpuRnn;
 /// <param name="Seed">Seed of the host PRNG: the same seed gives the same text.</param>
 public sealed record SamplingOptions(float Temperature = 1f, int TopK = 0, float TopP = 1f, int Seed = 0)
 {
-    /// <summary>Checks the values; a bad one is named as its command-line flag.</summary>
+    /// <summary>Checks the values; a bad one is named as its property (<see cref="GpuRnnException.Parameter"/>).</summary>
     /// <exception cref="GpuRnnException">A value is out of range.</exception>
     public void Validate()
     {
         if (float.IsNaN(Temperature) || float.IsInfinity(Temperature))
-            throw new GpuRnnException($"--temperature must be a finite number (got {Temperature}); 0 or less means greedy");
+            throw new GpuRnnException(nameof(Temperature), $"must be a finite number (got {Temperature}); 0 or less means greedy");
         if (TopK < 0)
-            throw new GpuRnnException($"--top-k must be 0 (off) or positive (got {TopK})");
+            throw new GpuRnnException(nameof(TopK), $"must be 0 (off) or positive (got {TopK})");
         if (!(TopP > 0f && TopP <= 1f))
-            throw new GpuRnnException($"--top-p must be in (0, 1] (got {TopP})");
+            throw new GpuRnnException(nameof(TopP), $"must be in (0, 1] (got {TopP})");
     }
 }
 
@@ -96,7 +96,7 @@ public sealed class Generator : IDisposable
         if (prime.IsEmpty)
             throw new ArgumentException("sampling needs at least one prime token", nameof(prime));
         if (length < 0)
-            throw new GpuRnnException($"--length must be 0 or more (got {length})");
+            throw new GpuRnnException(nameof(length), $"must be 0 or more (got {length})");
         var rng = new Random(options.Seed);
         step.ResetState = true; // from a zero state
         foreach (int t in prime)

@@ -25,6 +25,7 @@ public sealed record DeviceInfo(DeviceKind Kind, int Index, string Name, long Me
     /// <inheritdoc/>
     public override string ToString() => Kind == DeviceKind.Cpu ? $"{Spec} {Name} (host memory)" : $"{Spec} {Name} ({MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB)";
 
+    /// <summary>The lower-case name of a kind as device specs spell it: <c>cuda</c>, <c>opencl</c>, <c>cpu</c>.</summary>
     public static string KindName(DeviceKind kind) => kind switch
     {
         DeviceKind.Cuda => "cuda",
@@ -116,12 +117,19 @@ public sealed class GpuDevice : IDisposable
         if (pick is null)
         {
             string present = string.Join(", ", found.Select(d => d.Info.Spec + " " + d.Info.Name));
-            throw new GpuRnnException($"--device {spec}: no such device; present: {present}");
+            throw new GpuRnnException("device", $"{spec}: no such device; present: {present}");
         }
         return pick.Value;
     }
 
-    private static Context CreateContext() => Context.Create(b => b.Default().EnableAlgorithms());
+    /// <summary>An ILGPU context with every accelerator kind and the algorithms library.</summary>
+    /// <exception cref="GpuRnnException">The program runs without dynamic code (Native AOT, the default of a .NET 10 file-based app), which ILGPU needs.</exception>
+    private static Context CreateContext()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported)
+            throw new GpuRnnException("ILGPU compiles its kernels at run time, which this program does not allow (PublishAot is on, the default of a file-based app): add '#:property PublishAot=false' to the script, or <PublishAot>false</PublishAot> to the project");
+        return Context.Create(b => b.Default().EnableAlgorithms());
+    }
 
     private static (DeviceKind? Kind, int Index) ParseSpec(string spec)
     {
@@ -133,7 +141,7 @@ public sealed class GpuDevice : IDisposable
         {
             name = s[..colon];
             if (!int.TryParse(s[(colon + 1)..], out index) || index < 0)
-                throw new GpuRnnException($"--device {spec}: the index after ':' must be a non-negative integer");
+                throw new GpuRnnException("device", $"{spec}: the index after ':' must be a non-negative integer");
         }
         DeviceKind? kind = name switch
         {
@@ -141,10 +149,10 @@ public sealed class GpuDevice : IDisposable
             "cuda" => DeviceKind.Cuda,
             "opencl" => DeviceKind.OpenCL,
             "cpu" => DeviceKind.Cpu,
-            _ => throw new GpuRnnException($"--device {spec}: unknown kind '{name}'; use auto, cuda, opencl or cpu (optionally with :index)"),
+            _ => throw new GpuRnnException("device", $"{spec}: unknown kind '{name}'; use auto, cuda, opencl or cpu (optionally with :index)"),
         };
         if (kind is null && colon >= 0)
-            throw new GpuRnnException($"--device {spec}: 'auto' takes no index");
+            throw new GpuRnnException("device", $"{spec}: 'auto' takes no index");
         return (kind, index);
     }
 

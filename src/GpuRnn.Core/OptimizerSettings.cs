@@ -66,18 +66,18 @@ public sealed record OptimizerSettings(OptimizerKind Kind, float LearningRate, f
         _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "unknown optimizer"),
     };
 
-    /// <summary>Checks the values; a bad one is named as its command-line flag.</summary>
+    /// <summary>Checks the values; a bad one is named as its property (<see cref="GpuRnnException.Parameter"/>).</summary>
     /// <exception cref="GpuRnnException">A value is out of range.</exception>
     public void Validate()
     {
         if (!(LearningRate > 0f) || !float.IsFinite(LearningRate))
-            throw new GpuRnnException($"--lr must be a positive finite number (got {LearningRate})");
+            throw new GpuRnnException(nameof(LearningRate), $"must be a positive finite number (got {LearningRate})");
         if (!(Momentum >= 0f && Momentum < 1f))
-            throw new GpuRnnException($"--momentum must be in [0, 1) (got {Momentum})");
+            throw new GpuRnnException(nameof(Momentum), $"must be in [0, 1) (got {Momentum})");
         if (!(ClipNorm >= 0f) || !float.IsFinite(ClipNorm))
-            throw new GpuRnnException($"--clip-norm must be 0 (off) or a positive finite number (got {ClipNorm})");
+            throw new GpuRnnException(nameof(ClipNorm), $"must be 0 (off) or a positive finite number (got {ClipNorm})");
         if (!(ClipValue >= 0f) || !float.IsFinite(ClipValue))
-            throw new GpuRnnException($"--clip-value must be 0 (off) or a positive finite number (got {ClipValue})");
+            throw new GpuRnnException(nameof(ClipValue), $"must be 0 (off) or a positive finite number (got {ClipValue})");
         _ = SlotCount; // throws on an unknown kind
     }
 }

@@ -48,6 +48,22 @@ public sealed record SequenceData(List<int[]> Sequences, List<int>? Labels, List
         return (classes, rows);
     }
 
+    /// <summary><c>source&lt;TAB&gt;target</c> lines; a line without a TAB is an error naming its line.</summary>
+    public static List<(int Line, string Source, string Target)> SplitPairs(string text, string name)
+    {
+        var rows = new List<(int, string, string)>();
+        foreach (var (line, body) in SequenceData.Lines(text))
+        {
+            int tab = body.IndexOf('\t');
+            if (tab < 0)
+                throw new GpuRnnException($"{name}:{line}: no TAB; paired data is source<TAB>target per line");
+            rows.Add((line, body[..tab], body[(tab + 1)..]));
+        }
+        if (rows.Count == 0)
+            throw new GpuRnnException($"{name}: no pairs");
+        return rows;
+    }
+
     /// <summary>The token ids of one line (without the line-end <c>&lt;eos&gt;</c> that the word tokenizer adds).</summary>
     public static int[] EncodeLine(Vocabulary vocab, string line, TokenizerKind tokenizer)
     {

@@ -17,12 +17,12 @@ public sealed class StreamBatcher : ITrainingData
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (batch < 1)
-            throw new GpuRnnException($"--batch must be at least 1 (got {batch})");
+            throw new GpuRnnException(nameof(batch), $"must be at least 1 (got {batch})");
         if (seqLen < 1)
-            throw new GpuRnnException($"--seq-len must be at least 1 (got {seqLen})");
+            throw new GpuRnnException(nameof(seqLen), $"must be at least 1 (got {seqLen})");
         StreamLength = ids.Length / batch;
         if (StreamLength < 2)
-            throw new GpuRnnException($"the data has {ids.Length} tokens; --batch {batch} needs at least {2L * batch} (2 per stream)");
+            throw new GpuRnnException($"the data has {ids.Length} tokens; a batch of {batch} streams needs at least {2L * batch} (2 per stream)");
         // A window never needs more steps than a stream has targets: no buffer beyond the data.
         window = new TokenWindow(batch, Math.Min(seqLen, StreamLength - 1));
         this.ids = ids;

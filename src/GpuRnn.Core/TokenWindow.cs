@@ -10,11 +10,11 @@ public sealed class TokenWindow
     public TokenWindow(int batch, int capacity)
     {
         if (batch < 1)
-            throw new GpuRnnException($"--batch must be at least 1 (got {batch})");
+            throw new GpuRnnException(nameof(batch), $"must be at least 1 (got {batch})");
         if (capacity < 1)
-            throw new GpuRnnException($"--seq-len must be at least 1 (got {capacity})");
+            throw new GpuRnnException("seqLen", $"must be at least 1 (got {capacity})");
         if ((long)batch * capacity > int.MaxValue / 2)
-            throw new GpuRnnException($"--batch {batch} × --seq-len {capacity} = {(long)batch * capacity} positions; at most {int.MaxValue / 2} fit one window");
+            throw new GpuRnnException($"a batch of {batch} × {capacity} steps = {(long)batch * capacity} positions; at most {int.MaxValue / 2} fit one window");
         Batch = batch;
         Capacity = capacity;
         Inputs = new int[batch * capacity];

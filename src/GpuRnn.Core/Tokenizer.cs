@@ -28,7 +28,7 @@ public static class Tokenizer
     {
         "char" => TokenizerKind.Char,
         "word" => TokenizerKind.Word,
-        _ => throw new GpuRnnException($"--tokenizer {name}: use char or word"),
+        _ => throw new GpuRnnException("tokenizer", $"{name}: use char or word"),
     };
 
     /// <summary>

@@ -52,9 +52,9 @@ public sealed class Vocabulary
     {
         ArgumentNullException.ThrowIfNull(text);
         if (maxSize < 0)
-            throw new GpuRnnException($"--max-vocab must be 0 (no limit) or positive (got {maxSize})");
+            throw new GpuRnnException(nameof(maxSize), $"must be 0 (no limit) or positive (got {maxSize})");
         if (minCount < 1)
-            throw new GpuRnnException($"--min-count must be at least 1 (got {minCount})");
+            throw new GpuRnnException(nameof(minCount), $"must be at least 1 (got {minCount})");
         var kept = Tokenizer.ByFrequency(Tokenizer.Split(text, kind).Where(t => !Specials.Contains(t)), maxSize, minCount);
         var ordered = kind switch
         {

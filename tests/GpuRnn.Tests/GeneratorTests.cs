@@ -72,13 +72,14 @@ public sealed class GeneratorTests(string spec) : DeviceFixture(spec)
         Assert.That(seen, Is.EquivalentTo(new[] { 0, 3, 4 }), "top-k larger than V keeps every allowed token");
     }
 
-    [TestCase(float.NaN, 0, 1f, "--temperature")]
-    [TestCase(1f, -1, 1f, "--top-k")]
-    [TestCase(1f, 0, 0f, "--top-p")]
-    [TestCase(1f, 0, 1.5f, "--top-p")]
-    public void BadOptionsNameTheirFlag(float temperature, int topK, float topP, string flag)
+    [TestCase(float.NaN, 0, 1f, "Temperature")]
+    [TestCase(1f, -1, 1f, "TopK")]
+    [TestCase(1f, 0, 0f, "TopP")]
+    [TestCase(1f, 0, 1.5f, "TopP")]
+    public void BadOptionsNameTheirProperty(float temperature, int topK, float topP, string property)
     {
         var ex = Assert.Throws<GpuRnnException>(() => new SamplingOptions(temperature, topK, topP).Validate());
-        Assert.That(ex!.Message, Does.StartWith(flag));
+        Assert.That(ex!.Message, Does.StartWith(property + " must"), "the library's name, not the runner's flag");
+        Assert.That(ex.Parameter, Is.EqualTo(property));
     }
 }

@@ -126,7 +126,7 @@ public sealed class InterruptTests : CliHarness
     [Test]
     public void StaleLockOfADeadProcessIsTakenOver()
     {
-        using (var dead = Process.Start(new ProcessStartInfo(DotnetHost(), "--version") { RedirectStandardOutput = true })!)
+        using (var dead = Process.Start(new ProcessStartInfo(DotnetCommand.Host(), "--version") { RedirectStandardOutput = true })!)
         {
             dead.WaitForExit();
             File.WriteAllText(P("m.safetensors.lock"), dead.Id + "\n");
@@ -137,8 +137,6 @@ public sealed class InterruptTests : CliHarness
     }
 
     // ------------------------------------------------------------------------------------ the real program
-
-    private static string DotnetHost() => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
 
     /// <summary>The gpurnn program built beside the tests (the test project references it), or the test is ignored.</summary>
     private static string Program()
@@ -155,7 +153,7 @@ public sealed class InterruptTests : CliHarness
     /// <summary>Starts the program with stdout and stderr lines collected into <paramref name="lines"/> (lock it to read).</summary>
     private static Process StartCollecting(List<string> lines, params string[] args)
     {
-        var info = new ProcessStartInfo(DotnetHost()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var info = new ProcessStartInfo(DotnetCommand.Host()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (SigIntIgnoredHere())
         {
             // A job started with '&' by a non-interactive shell (a CI script, nohup) runs with SIGINT ignored, and a
@@ -163,7 +161,7 @@ public sealed class InterruptTests : CliHarness
             // These tests are about gpurnn's own handling, so the child starts with the default disposition.
             info.FileName = "env";
             info.ArgumentList.Add("--default-signal=INT");
-            info.ArgumentList.Add(DotnetHost());
+            info.ArgumentList.Add(DotnetCommand.Host());
         }
         info.ArgumentList.Add(Program());
         foreach (string a in args)

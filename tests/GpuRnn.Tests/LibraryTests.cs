@@ -25,7 +25,8 @@ public sealed class LibraryTests
     public void BadDeviceSpecsAreOneLineErrors(string spec, string fragment)
     {
         var ex = Assert.Throws<GpuRnnException>(() => GpuDevice.Open(spec));
-        Assert.That(ex!.Message, Does.StartWith($"--device {spec}:").And.Contain(fragment).And.Not.Contain("\n"));
+        Assert.That(ex!.Message, Does.StartWith($"device {spec}:").And.Contain(fragment).And.Not.Contain("\n"));
+        Assert.That(ex.Parameter, Is.EqualTo("device"), "the runner prints it as --device");
     }
 
     [Test]

@@ -382,7 +382,7 @@ public sealed class Checkpoint
         "adagrad" => OptimizerKind.Adagrad,
         "rmsprop" => OptimizerKind.RmsProp,
         "adam" => OptimizerKind.Adam,
-        _ => throw new GpuRnnException($"--optimizer {name}: use sgd, adam, adagrad or rmsprop"),
+        _ => throw new GpuRnnException("optimizer", $"{name}: use sgd, adam, adagrad or rmsprop"),
     };
 
     /// <summary>The name of a cell in <c>gpurnn.config</c> and on the command line: <c>rnn</c>, <c>gru</c> or <c>lstm</c>.</summary>
@@ -401,7 +401,7 @@ public sealed class Checkpoint
         "rnn" or "rnn_tanh" => CellKind.Elman,
         "gru" => CellKind.Gru,
         "lstm" => CellKind.Lstm,
-        _ => throw new GpuRnnException($"--cell {name}: use rnn, gru or lstm"),
+        _ => throw new GpuRnnException("cell", $"{name}: use rnn, gru or lstm"),
     };
 
     /// <summary>How a cell reads in prose: "Elman RNN (tanh)", "GRU", "LSTM".</summary>
@@ -431,7 +431,7 @@ public sealed class Checkpoint
         "lines" => DataMode.Lines,
         "labeled" => DataMode.Labeled,
         "pairs" => DataMode.Pairs,
-        _ => throw new GpuRnnException($"--mode {name}: use stream, lines, labeled or pairs"),
+        _ => throw new GpuRnnException("mode", $"{name}: use stream, lines, labeled or pairs"),
     };
 
     /// <summary>Mode, labels and cell from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, and the cell of the shapes).</summary>
