@@ -75,8 +75,9 @@ public sealed class PackagingTests
             Assert.That(Meta(spec, "license"), Is.EqualTo("MIT"));
             Assert.That(Meta(spec, "readme"), Is.EqualTo("README.md"));
             Assert.That(spec.Descendants().Single(e => e.Name.LocalName == "repository").Attribute("type")?.Value, Is.EqualTo("git"));
-            var dependency = spec.Descendants().Single(e => e.Name.LocalName == "dependency");
-            Assert.That((dependency.Attribute("id")?.Value, dependency.Attribute("version")?.Value), Is.EqualTo(("GpuRnn.Kernels", version)), "the kernels package, same version");
+            var dependencies = spec.Descendants().Where(e => e.Name.LocalName == "dependency").ToDictionary(e => e.Attribute("id")!.Value, e => e.Attribute("version")?.Value);
+            Assert.That(dependencies, Does.ContainKey("GpuRnn.Kernels").WithValue(version), "the kernels package, same version");
+            Assert.That(dependencies.Keys, Is.EquivalentTo(new[] { "GpuRnn.Kernels", "OnnxSharp", "Google.Protobuf" }), "nothing else: the runner's packages (plotting, console) stay out of the library");
         }
         using (var kernels = ZipFile.OpenRead(Package($"GpuRnn.Kernels.{version}.nupkg")))
         {
