@@ -453,7 +453,7 @@ internal sealed class TrainRun
         save?.Invoke();
         report.Finish();
         string message = save is not null
-            ? $"interrupted after step {step}: saved the full resume state to {Out}; continue with: gpurnn train --resume {Out}" + (DataPath is not null ? $" --data {DataPath}" : "") + $" --steps {total}"
+            ? $"interrupted after step {step}: saved the full resume state to {Out}; continue with: gpurnn train --resume {Out}" + (DataPath is not null ? $" --data {DataPath}" : "") + $" --steps {total}" + (Given("--eval-every") ? $" --eval-every {EvalEvery}" : "")
             : $"interrupted before the first step of this run; {Out} was not touched";
         stdout.WriteLine(Json ? System.Text.Json.JsonSerializer.Serialize(new { @event = "interrupted", step, checkpoint = save is not null ? Out : null, message }) : message);
         return ExitCodes.Interrupted;

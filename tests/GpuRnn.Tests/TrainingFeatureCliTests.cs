@@ -32,6 +32,7 @@ public sealed class TrainingFeatureCliTests : CliHarness
         AssertSameWeights(P("plain.safetensors"), P("drop.safetensors"), same: false);
         Assert.That(Checkpoint.Load(P("drop.safetensors")).Config.Dropout, Is.EqualTo(0.3f), "saved in gpurnn.config");
         Assert.That(Checkpoint.Load(P("plain.safetensors")).Config.Dropout, Is.Zero);
+        Assert.That(Run("info", "--checkpoint", P("drop.safetensors")).Out, Does.Contain("dropout:    0.3 (training only)"));
     }
 
     /// <summary>
@@ -60,6 +61,8 @@ public sealed class TrainingFeatureCliTests : CliHarness
         Assert.That(rates.Distinct().Count(), schedule == "constant" ? Is.EqualTo(1) : Is.GreaterThan(1), $"{schedule}: rates {string.Join(", ", rates)}");
         if (schedule == "plateau")
             Assert.That(a.Reductions, Is.GreaterThan(0));
+        if (schedule != "constant")
+            Assert.That(Run("info", "--checkpoint", P("whole.safetensors")).Out, Does.Contain($"schedule:   {schedule} ("));
     }
 
     /// <summary>
