@@ -45,7 +45,7 @@ internal static class InspectCommands
                     $"momentum={t.Optimizer.Momentum} clip-norm={t.Optimizer.ClipNorm} clip-value={t.Optimizer.ClipValue}, val-fraction={t.ValFraction}, seed={t.Seed}" +
                     (double.IsNaN(t.BestValidationLoss) ? "" : $", best validation loss {t.BestValidationLoss:F4}"));
                 if (t.Schedule is { } s)
-                    stdout.WriteLine(FormattableString.Invariant($"schedule:   {LearningRateSchedule.Name(s.Kind)} ({s}), {t.Reductions} plateau reductions, {t.EvaluationsSinceBest} validations since the best"));
+                    stdout.WriteLine(FormattableString.Invariant($"schedule:   {s}; {t.Reductions} plateau reductions, {t.EvaluationsSinceBest} validations since the best"));
             }
             else
             {

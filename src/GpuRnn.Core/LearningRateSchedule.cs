@@ -62,6 +62,15 @@ public sealed record LearningRateSchedule(ScheduleKind Kind, double Decay = 0.97
     /// </summary>
     public bool ReducesAfter(int evaluationsSinceBest) => Kind == ScheduleKind.Plateau && evaluationsSinceBest > 0 && evaluationsSinceBest % (Patience + 1) == 0;
 
+    /// <summary>The schedule in words, with its flags' values.</summary>
+    public override string ToString() => Kind switch
+    {
+        ScheduleKind.Step => FormattableString.Invariant($"step: × {Decay} every {DecayEvery} steps after step {DecayAfter}, at least {Min}"),
+        ScheduleKind.Cosine => FormattableString.Invariant($"cosine: to {Min} over {Horizon} steps"),
+        ScheduleKind.Plateau => FormattableString.Invariant($"plateau: × {Decay} after more than {Patience} validations without a new best, at least {Min}"),
+        _ => Name(Kind),
+    };
+
     /// <summary>Checks the values; a bad one is named as its command-line flag.</summary>
     /// <exception cref="GpuRnnException">A value is out of range.</exception>
     public void Validate()

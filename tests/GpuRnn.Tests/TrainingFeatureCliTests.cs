@@ -62,7 +62,7 @@ public sealed class TrainingFeatureCliTests : CliHarness
         if (schedule == "plateau")
             Assert.That(a.Reductions, Is.GreaterThan(0));
         if (schedule != "constant")
-            Assert.That(Run("info", "--checkpoint", P("whole.safetensors")).Out, Does.Contain($"schedule:   {schedule} ("));
+            Assert.That(Run("info", "--checkpoint", P("whole.safetensors")).Out, Does.Contain($"schedule:   {schedule}: "));
     }
 
     /// <summary>
