@@ -34,6 +34,8 @@ internal static class InspectCommands
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");
             stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            if (c.Config.Dropout > 0)
+                stdout.WriteLine(FormattableString.Invariant($"dropout:    {c.Config.Dropout} (training only)"));
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
             var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
             stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");
@@ -42,6 +44,8 @@ internal static class InspectCommands
                 stdout.WriteLine($"training:   step {t.Step}, epoch {t.Epoch}, position {t.Position}; B={t.Batch} T={t.SeqLen}, {Checkpoint.OptimizerName(t.Optimizer.Kind)} lr={t.Optimizer.LearningRate} " +
                     $"momentum={t.Optimizer.Momentum} clip-norm={t.Optimizer.ClipNorm} clip-value={t.Optimizer.ClipValue}, val-fraction={t.ValFraction}, seed={t.Seed}" +
                     (double.IsNaN(t.BestValidationLoss) ? "" : $", best validation loss {t.BestValidationLoss:F4}"));
+                if (t.Schedule is { } s)
+                    stdout.WriteLine(FormattableString.Invariant($"schedule:   {s}; {t.Reductions} plateau reductions, {t.EvaluationsSinceBest} validations since the best"));
             }
             else
             {

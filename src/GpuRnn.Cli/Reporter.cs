@@ -77,6 +77,9 @@ internal sealed class Reporter
             });
     }
 
+    /// <summary>The learning rate of the update being reported (a schedule changes it).</summary>
+    public float LearningRate { get; set; }
+
     public void Step(long step, double loss, double smoothed, double? val, double seconds, long stepsThisRun)
     {
         AddThinned(TrainCurve, (step, loss));
@@ -92,6 +95,7 @@ internal sealed class Reporter
             ["step"] = step,
             ["loss"] = loss,
             ["smoothed_loss"] = smoothed,
+            ["lr"] = LearningRate,
             ["val_loss"] = val,
             ["val_perplexity"] = val is { } pv ? Math.Exp(pv) : null,
             ["tokens_per_s"] = tokensPerSecond,
@@ -99,7 +103,7 @@ internal sealed class Reporter
         };
         log?.WriteLine(JsonSerializer.Serialize(record));
         string valText = double.IsNaN(lastVal) ? "" : $" val {lastVal:F4} ppl {Math.Exp(lastVal):F2}";
-        string line = string.Create(CultureInfo.InvariantCulture, $"step {step}/{total} loss {loss:F4} smoothed {smoothed:F4}{valText} {tokensPerSecond:F0} tok/s eta {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+        string line = string.Create(CultureInfo.InvariantCulture, $"step {step}/{total} loss {loss:F4} smoothed {smoothed:F4}{valText} lr {LearningRate:G3} {tokensPerSecond:F0} tok/s eta {TimeSpan.FromSeconds(Math.Round(eta)):c}");
         if (bar is not null)
         {
             bar.Description = Markup.Escape(line);

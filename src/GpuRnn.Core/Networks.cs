@@ -56,6 +56,9 @@ internal abstract class Network : IDisposable
     /// <summary>Backward of the last forward (with loss) into <paramref name="gradients"/> [P], overwritten.</summary>
     public abstract void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window);
 
+    /// <summary>Keys the dropout masks of the next forward and backward (training with dropout; see <see cref="RecurrentStack.DropoutKey"/>).</summary>
+    public virtual void KeyDropout(int seed, long step) => Stack.DropoutKey = (seed, step);
+
     /// <summary>The last step's state becomes the next window's initial state (truncated BPTT).</summary>
     public void Carry(DeviceKernels k, int steps) => Stack.Carry(k, steps);
 
@@ -119,13 +122,13 @@ internal abstract class SingleStackNetwork : Network
     public sealed override int Forward(RnnModel model, TokenWindow window, bool withLoss)
     {
         stack.Forward(model, window, fromZero: window.ResetState);
-        return HeadForward(model, window, stack.Outputs(layers - 1, window.Steps), withLoss);
+        return HeadForward(model, window, stack.Fed(layers - 1, window.Steps), withLoss);
     }
 
     public sealed override void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window)
     {
         int s = window.Steps;
-        HeadBackward(model, gradients, window, stack.Outputs(layers - 1, s), stack.TopGradient(s));
+        HeadBackward(model, gradients, window, stack.Fed(layers - 1, s), stack.TopGradient(s));
         stack.Backward(model, gradients, window, inject: StateGradients.None, initial: StateGradients.None);
     }
 
@@ -191,6 +194,8 @@ internal sealed class EncoderDecoderNetwork : Network
 
     public override RecurrentStack Stack => decoder;
 
+    public override void KeyDropout(int seed, long step) => encoder.DropoutKey = decoder.DropoutKey = (seed, step);
+
     public override ArrayView<float> Logits => head.Logits;
 
     /// <summary>Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's initial state.</summary>
@@ -213,7 +218,7 @@ internal sealed class EncoderDecoderNetwork : Network
     public int Decode(RnnModel model, TokenWindow window, bool withLoss)
     {
         decoder.Forward(model, window, fromZero: false);
-        return head.Forward(model, window, decoder.Outputs(layers - 1, window.Steps), withLoss, Scalars);
+        return head.Forward(model, window, decoder.Fed(layers - 1, window.Steps), withLoss, Scalars);
     }
 
     public override int Forward(RnnModel model, TokenWindow window, bool withLoss)
@@ -225,7 +230,7 @@ internal sealed class EncoderDecoderNetwork : Network
     public override void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window)
     {
         int s = window.Steps;
-        head.Backward(model, gradients, window, decoder.Outputs(layers - 1, s), decoder.TopGradient(s));
+        head.Backward(model, gradients, window, decoder.Fed(layers - 1, s), decoder.TopGradient(s));
         // The decoder's initial states are the encoder's last true states: their gradients
         // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step.
         decoder.Backward(model, gradients, window, inject: StateGradients.None, initial: bridge);

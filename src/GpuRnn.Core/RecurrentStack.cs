@@ -43,6 +43,8 @@ internal sealed class RecurrentStack
     private readonly ArrayView<float> dAx;           // [T, B, G] training: input-side pre-activation gradient
     private readonly ArrayView<float> dAh;           // [T, B, G] training: hh-side pre-activation gradient (GRU; else dAx)
     private readonly ArrayView<float> carry;         // [B, H] training: direct-path gradient between steps (GRU, LSTM)
+    private readonly ArrayView<float>[] dropped;      // [L or L − 1][T, B, H] training with dropout: each dropped layer's outputs as the layer above (or the head) reads them
+    private readonly float dropout;                   // p of the training stack; 0 when not training
     private readonly int[] hostOffsets, hostPositions, hostRows;
 
     /// <summary>Sizes (and, with an allocating <paramref name="buffers"/>, allocates) a stack's workspace.</summary>
@@ -93,6 +95,11 @@ internal sealed class RecurrentStack
         {
             hostOffsets = hostPositions = [];
         }
+        // Dropout (training only): every layer's outputs but an encoder's top layer's, whose outputs feed no layer or head.
+        dropout = training ? config.Dropout : 0f;
+        dropped = new ArrayView<float>[dropout > 0f ? (encoder ? layers - 1 : layers) : 0];
+        for (int k = 0; k < dropped.Length; k++)
+            dropped[k] = buffers.Floats(p * hidden);
     }
 
     /// <summary>B.</summary>
@@ -115,6 +122,15 @@ internal sealed class RecurrentStack
 
     /// <summary>A layer's outputs h_1 … h_s as one [s·B, H] block (the next layer's, a head's or the decoder's input).</summary>
     public ArrayView<float> Outputs(int layer, int steps) => states[layer].SubView((long)Batch * hidden, steps * (long)Batch * hidden);
+
+    /// <summary>
+    /// What the layer above (or, for the top layer, the head) reads of a layer's outputs, [s·B, H]: the outputs
+    /// after dropout when the stack drops this layer in training, else <see cref="Outputs"/> themselves.
+    /// </summary>
+    public ArrayView<float> Fed(int layer, int steps) => layer < dropped.Length ? dropped[layer].SubView(0, steps * (long)Batch * hidden) : Outputs(layer, steps);
+
+    /// <summary>The seed and the update number that key this step's dropout masks (with the site: stack and layer). Set by the trainer before each forward.</summary>
+    public (int Seed, long Step) DropoutKey { get; set; }
 
     /// <summary>A layer's cell states c_1 … c_s as one [s·B, H] block (LSTM).</summary>
     public ArrayView<float> CellOutputs(int layer, int steps) => cells.Length == 0 ? default : cells[layer].SubView((long)Batch * hidden, steps * (long)Batch * hidden);
@@ -163,7 +179,9 @@ internal sealed class RecurrentStack
         for (int layer = 0; layer < layers; layer++)
         {
             var w = CellWeights.Of(model.Parameters, blocks[layer]);
-            cell.InputTerm(k, p, vocab, layer == 0, ids, layer == 0 ? default : Outputs(layer - 1, s), w, xs);
+            if (layer > 0)
+                DropOut(k, layer - 1, p, backward: false);
+            cell.InputTerm(k, p, vocab, layer == 0, ids, layer == 0 ? default : Fed(layer - 1, s), w, xs);
             var keep = saved.Length == 0 ? default : saved[layer];
             if (fused)
             {
@@ -177,6 +195,7 @@ internal sealed class RecurrentStack
                     keep.IsValid ? keep.SubView(t * bs, bs) : default, State(layer, t + 1), CellState(layer, t + 1), held, t);
             }
         }
+        DropOut(k, layers - 1, p, backward: false); // before the head
     }
 
     /// <summary>
@@ -200,6 +219,7 @@ internal sealed class RecurrentStack
         var dAhs = dAh.SubView(0, p * (long)cell.Width);
         var held = window.Padded ? lengths : default; // uploaded by the forward pass
         bool fused = model.RecurrencePath == Recurrence.Fused;
+        DropOut(k, layers - 1, p, backward: true); // the head's gradient is w.r.t. the dropped top outputs
         if (inject.IsValid)
             k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs);
         var blocks = Blocks(model);
@@ -224,14 +244,13 @@ internal sealed class RecurrentStack
             }
             if (initial.IsValid)
                 cell.InitialStateGradient(k, b, w, dAhs.SubView(0, bg), carry, initial.H.SubView(layer * bh, bh), initial.C.IsValid ? initial.C.SubView(layer * bh, bh) : default);
-            float beta = 0f;
-            if (layer > 0 && inject.IsValid)
-            {
-                k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layer - 1) * bh, bh), dHs);
-                beta = 1f; // the GEMM into dH_below adds to the injected gradient
-            }
             cell.ParameterGradients(k, p, vocab, layer == 0, w, CellWeights.Of(gradients, blocks[layer]), dAxs, dAhs,
-                states[layer].SubView(0, p * (long)hidden), layer == 0 ? default : Outputs(layer - 1, s), tokenOffsets, tokenPositions, dHs, beta);
+                states[layer].SubView(0, p * (long)hidden), layer == 0 ? default : Fed(layer - 1, s), tokenOffsets, tokenPositions, dHs, 0f);
+            if (layer == 0)
+                continue;
+            DropOut(k, layer - 1, p, backward: true); // dH_below was w.r.t. the dropped outputs
+            if (inject.IsValid)
+                k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layer - 1) * bh, bh), dHs, add: true); // the undropped last state's own gradient
         }
     }
 
@@ -281,6 +300,26 @@ internal sealed class RecurrentStack
                 k.Copy(other.CellState(layer, 0), CellState(layer, 0));
         }
     }
+
+    /// <summary>
+    /// Dropout of <paramref name="layer"/>'s outputs (DESIGN.md §3c), one launch when this stack drops that layer, nothing
+    /// otherwise: forward, its outputs into <see cref="Fed"/>; backward, the gradient in dH (w.r.t. the dropped outputs)
+    /// in place into the gradient w.r.t. the outputs, by the same mask (keyed by <see cref="DropoutKey"/>, the stack and the layer).
+    /// </summary>
+    private void DropOut(DeviceKernels k, int layer, int positions, bool backward)
+    {
+        if (layer >= dropped.Length)
+            return;
+        int n = positions * hidden;
+        var mask = DropoutMask.Of(dropout, DropoutKey.Seed, DropoutKey.Step, DropoutSite(encoder, layer));
+        if (backward)
+            k.DropoutBackward(n, mask, dH, dH);
+        else
+            k.DropoutForward(n, mask, Outputs(layer, positions / Batch), dropped[layer]);
+    }
+
+    /// <summary>The site of a layer's dropout mask in the hash key: the stack (encoder 1, else 0) and the layer.</summary>
+    internal static int DropoutSite(bool encoder, int layer) => (encoder ? 1 << 16 : 0) + layer;
 
     /// <summary>This stack's parameter blocks in <paramref name="model"/>.</summary>
     private IReadOnlyList<CellParameters> Blocks(RnnModel model) => (encoder ? model.Layout.Encoder! : model.Layout.Stack).Layers;

@@ -8,9 +8,6 @@ namespace GpuRnn.Tests;
 [TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
 public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
 {
-    /// <summary>Same float32-vs-double bound as the stream-mode whole-step test (TrainerTests).</summary>
-    private const double Rtol = 1e-5, Atol = 1e-5;
-
     /// <summary>Lengths that differ, including 1 and one much longer sequence.</summary>
     private static int[][] Sequences(int vocab, int seed)
     {
@@ -20,16 +17,6 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     }
 
     private static Dictionary<string, float[]> Weights(RnnModel model) => model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name));
-
-    private void AssertGradients(Trainer trainer, RnnModel model, Dictionary<string, double[]> expected)
-    {
-        foreach (var t in model.Layout.Tensors)
-        {
-            var e = expected[t.Name];
-            double scale = e.Max(Math.Abs);
-            AssertClose(trainer.GetGradient(t.Name), e, i => (Atol + TestDevices.TanhTolerance(Device)) * scale + Rtol * Math.Abs(e[i]), t.Name);
-        }
-    }
 
     /// <summary>
     /// A padded batch of lines gives the loss and gradients of the same lines run one at a time,

@@ -12,12 +12,13 @@ public static class RefClassifier
 {
     /// <summary>Loss and its gradient for one sequence x_0 … x_{n−1} and its label.</summary>
     public static (double Loss, Dictionary<string, double[]> Grads, double[] Logits) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int classes, int[] seq, int label, CellKind cell = CellKind.Elman)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int classes, int[] seq, int label, CellKind cell = CellKind.Elman,
+        Func<int, int, double[]?>? drop = null)
     {
         int n = seq.Length;
         var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
-        var run = stack.Forward(p, seq);
-        var last = run.FinalH(layers - 1); // [H]
+        var run = stack.Forward(p, seq, drop: drop);
+        var last = run.TopOutput(n - 1); // [H]: the top layer's last state, as the decoder reads it (after dropout)
         var w = p["decoder.weight"];   // [C, H]
         var logits = new double[classes];
         for (int c = 0; c < classes; c++)

@@ -83,4 +83,19 @@ public static class RefOps
                 sums[c] += x[r * cols + c];
         return sums;
     }
+
+    /// <summary>
+    /// The dropout factor of element <paramref name="index"/> of a block with key <paramref name="key"/>: 1/(1 − p) when
+    /// kept, 0 when dropped. Kept iff the top 24 bits of SplitMix64's finaliser of key + index·0x9E3779B97F4A7C15 are at
+    /// least round(p·2²⁴), written here from the definition (Steele, Lea and Flood 2014), not from the engine's code.
+    /// </summary>
+    public static double DropoutFactor(ulong key, long index, double p)
+    {
+        ulong z = unchecked(key + (ulong)index * 0x9E3779B97F4A7C15UL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z ^= z >> 31;
+        ulong top24 = z >> 40;
+        return top24 >= (ulong)Math.Round(p * (1 << 24)) ? 1.0 / (1.0 - p) : 0.0;
+    }
 }

@@ -14,17 +14,18 @@ namespace GpuRnn.Tests.Reference;
 public static class RefSeq2Seq
 {
     public static (double Loss, int Count, Dictionary<string, double[]> Grads) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman,
+        Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null)
     {
         int[] decIn = [bos, .. target];
         int[] decOut = [.. target, eos];
         var g = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
         var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers);
         var decoder = new RefStack(cell, "decoder.rnn.", vocab, hidden, layers);
-        var enc = encoder.Forward(p, source);
+        var enc = encoder.Forward(p, source, drop: encoderDrop);
         var h0 = Enumerable.Range(0, layers).Select(enc.FinalH).ToArray();
         var c0 = Enumerable.Range(0, layers).Select(enc.FinalC).ToArray();
-        var dec = decoder.Forward(p, decIn, h0, c0);
+        var dec = decoder.Forward(p, decIn, h0, c0, drop: decoderDrop);
 
         int n = decIn.Length;
         var w = p["decoder.out.weight"]; // [V, H]

@@ -9,14 +9,20 @@ namespace GpuRnn.Tests.Reference;
 /// </summary>
 public sealed record RefStackRun(int[] Inputs, int Length, double[][][] H, double[][][] C, double[]?[][] Ax, double[]?[][] Ah)
 {
+    /// <summary>Dropout factors (0 or 1/(1 − p)) [H] of layer k's output at step t as the layer above or the head reads it; null (or a null result): none.</summary>
+    public Func<int, int, double[]?>? Drop { get; init; }
+
+    /// <summary>Layer k's output at step t (time index t + 1) as the layer above or the head reads it: h ⊙ the dropout factors.</summary>
+    public double[] Output(int k, int t) => Drop?.Invoke(k, t) is { } f ? H[k][t + 1].Select((v, j) => v * f[j]).ToArray() : H[k][t + 1];
+
     /// <summary>Layer k's state after the last step (a held sequence's true last state).</summary>
     public double[] FinalH(int k) => H[k][^1];
 
     /// <summary>Layer k's cell state after the last step (zeros unless LSTM).</summary>
     public double[] FinalC(int k) => C[k][^1];
 
-    /// <summary>The top layer's h_t, t = 0 … n − 1 (time index t + 1).</summary>
-    public double[] TopOutput(int t) => H[^1][t + 1];
+    /// <summary>The top layer's h_t, t = 0 … n − 1 (time index t + 1), as the head reads it (after dropout).</summary>
+    public double[] TopOutput(int t) => Output(H.Length - 1, t);
 }
 
 /// <summary>
@@ -39,8 +45,10 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
     /// <summary>
     /// Runs the stack over <paramref name="seq"/> (token ids; a negative id is a padding token with no input)
     /// from h0, c0 (per layer [H]; null = zeros); steps from <paramref name="length"/> on (default: none) hold.
+    /// With <paramref name="drop"/>, layer k's output at step t is multiplied by drop(k, t) [H] (when not null) where the
+    /// layer above and the head read it (dropout); the recurrence and the final states use the undropped h.
     /// </summary>
-    public RefStackRun Forward(Dictionary<string, double[]> p, int[] seq, double[][]? h0 = null, double[][]? c0 = null, int? length = null)
+    public RefStackRun Forward(Dictionary<string, double[]> p, int[] seq, double[][]? h0 = null, double[][]? c0 = null, int? length = null, Func<int, int, double[]?>? drop = null)
     {
         int n = seq.Length, len = length ?? n, g = cell.Gates * hidden;
         var hs = new double[layers][][];
@@ -73,7 +81,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
                 }
                 else
                 {
-                    MultiplyAdd(wIh, hs[k - 1][t + 1], a);
+                    MultiplyAdd(wIh, Dropped(drop, k - 1, t, hs[k - 1][t + 1]), a);
                 }
                 var b = (double[])bHh.Clone();
                 MultiplyAdd(wHh, hs[k][t], b);
@@ -82,7 +90,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
                 ah[k][t] = b;
             }
         }
-        return new RefStackRun(seq, len, hs, cs, ax, ah);
+        return new RefStackRun(seq, len, hs, cs, ax, ah) { Drop = drop };
     }
 
     /// <summary>
@@ -96,7 +104,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
         int n = run.Inputs.Length, gh = cell.Gates * hidden;
         var dH0 = new double[layers][];
         var dC0 = new double[layers][];
-        double[][] dAbove = dTop ?? Zeros(n, hidden);
+        double[][] dAbove = Enumerable.Range(0, n).Select(t => Dropped(run.Drop, layers - 1, t, dTop?[t] ?? new double[hidden])).ToArray(); // w.r.t. the undropped h
         for (int k = layers - 1; k >= 0; k--)
         {
             var (wIh, wHh, _, _) = Weights(p, k);
@@ -116,7 +124,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
                 }
                 var hPrev = run.H[k][t];
                 var (dAx, dAh, dhDirect, dcPrev) = cell.Backward(a, b, hPrev, run.C[k][t], dh, dcNext);
-                var input = k > 0 ? run.H[k - 1][t + 1] : null;
+                var input = k > 0 ? run.Output(k - 1, t) : null;
                 for (int i = 0; i < gh; i++)
                 {
                     gBIh[i] += dAx[i];
@@ -146,10 +154,14 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
             }
             dH0[k] = dhNext;
             dC0[k] = dcNext;
-            dAbove = dBelow;
+            dAbove = Enumerable.Range(0, n).Select(t => k > 0 ? Dropped(run.Drop, k - 1, t, dBelow[t]) : dBelow[t]).ToArray();
         }
         return (dH0, dC0);
     }
+
+    /// <summary>x ⊙ drop(k, t), or x itself without dropout there.</summary>
+    private static double[] Dropped(Func<int, int, double[]?>? drop, int k, int t, double[] x) =>
+        drop?.Invoke(k, t) is { } f ? x.Select((v, j) => v * f[j]).ToArray() : x;
 
     private (double[] WIh, double[] WHh, double[] BIh, double[] BHh) Weights(Dictionary<string, double[]> p, int k) =>
         (p[$"{prefix}weight_ih_l{k}"], p[$"{prefix}weight_hh_l{k}"], p[$"{prefix}bias_ih_l{k}"], p[$"{prefix}bias_hh_l{k}"]);
