@@ -40,10 +40,12 @@ internal static class TrainCommand
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
+        var bidirectional = App.Opt("--bidirectional", "Read each sequence both ways (PyTorch's bidirectional=True): the classifier (--mode labeled) or the encoder (--mode pairs).", false);
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
             data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
             valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
+            bidirectional,
         };
         cmd.SetAction(r =>
         {
@@ -79,6 +81,7 @@ internal static class TrainCommand
                 Mode = Checkpoint.ParseMode(r.GetValue(mode)!),
                 MaxVocab = r.GetValue(maxVocab),
                 MinCount = r.GetValue(minCount),
+                Bidirectional = r.GetValue(bidirectional),
                 Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
                 Stop = stop,
             };
@@ -123,6 +126,7 @@ internal sealed class TrainRun
     public DataMode Mode { get; set; }
     public int MaxVocab { get; init; }
     public int MinCount { get; init; }
+    public bool Bidirectional { get; set; }
     public required Func<string, bool> Given { get; init; }
     /// <summary>Stops the run after the current step (with a resumable checkpoint); one that cannot be cancelled means "listen for SIGINT/SIGTERM".</summary>
     public CancellationToken Stop { get; init; }
@@ -149,7 +153,7 @@ internal sealed class TrainRun
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell);
+            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Bidirectional);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
             TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
@@ -303,6 +307,7 @@ internal sealed class TrainRun
         Same("--layers", Layers, c.Config.Layers, v => Layers = v);
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
         Same("--mode", Mode, c.Mode, v => Mode = v);
+        Same("--bidirectional", Bidirectional, c.Config.Bidirectional, v => Bidirectional = v);
         if (Resume is null)
             return;
         var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");
@@ -326,6 +331,8 @@ internal sealed class TrainRun
             throw new GpuRnnException($"--out {Out}: is the training data (--data); give another checkpoint file");
         if (File.Exists(Out) && !(Resume is not null && SamePath(Out, Resume)) && !Checkpoint.IsCheckpointFile(Out))
             throw new GpuRnnException($"--out {Out}: exists and is not a GpuRnn checkpoint; refusing to overwrite it (give another --out or remove the file)");
+        if (Bidirectional && Mode is not (DataMode.Labeled or DataMode.Pairs))
+            throw new GpuRnnException($"--bidirectional needs --mode labeled or pairs: a language model (--mode {Checkpoint.ModeName(Mode)}) read backwards would see the tokens it predicts");
         TrainCommand.RequirePositive(Hidden, "--hidden");
         TrainCommand.RequirePositive(Layers, "--layers");
         TrainCommand.RequirePositive(Batch, "--batch");

@@ -123,6 +123,7 @@ public sealed class Checkpoint
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
+                ["bidirectional"] = c.Bidirectional,
                 ["special_tokens"] = new JsonObject(Vocabulary.Specials.Select(s => KeyValuePair.Create(s, (JsonNode?)vocabulary.IdOf(s)))),
                 ["labels"] = labels is null ? null : new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
             }.ToJsonString(),
@@ -192,6 +193,8 @@ public sealed class Checkpoint
         var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
         int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
         bool encoderDecoder = shapes.ContainsKey("encoder.rnn.weight_hh_l0");
+        // PyTorch's bidirectional=True: the classifier's stack (or the encoder) has *_reverse tensors.
+        bool bidirectional = shapes.ContainsKey((encoderDecoder ? "encoder.rnn." : "rnn.") + "weight_ih_l0_reverse");
         string stack = encoderDecoder ? "decoder.rnn." : "rnn.", head = encoderDecoder ? "decoder.out." : "decoder.";
         var hh = Shape(stack + "weight_hh_l0");
         var ih = Shape(stack + "weight_ih_l0");
@@ -201,7 +204,9 @@ public sealed class Checkpoint
         int layers = 0;
         while (shapes.ContainsKey($"{stack}weight_hh_l{layers}"))
             layers++;
-        var (mode, labels, configCell) = ParseConfig(file.Metadata, Bad);
+        var (mode, labels, configCell, configBidirectional) = ParseConfig(file.Metadata, Bad);
+        if (configBidirectional is { } said && said != bidirectional)
+            throw Bad($"'{ConfigKey}' says bidirectional {(said ? "true" : "false")} but the tensors {(bidirectional ? "have" : "have no")} '*_reverse' directions");
         // The cell from the shapes: weight_hh_l{k} is [g·H, H] with g = 1 (nn.RNN), 3 (nn.GRU) or 4 (nn.LSTM).
         int hidden = hh[1];
         int gates = hidden > 0 && hh[0] % hidden == 0 ? hh[0] / hidden : 0;
@@ -218,7 +223,9 @@ public sealed class Checkpoint
             throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
         if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
-        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell);
+        if (bidirectional && labels is null && !encoderDecoder)
+            throw Bad("the tensors have '*_reverse' directions but no classifier labels: a language model cannot be bidirectional");
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, bidirectional);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
         var layout = new ParameterLayout(config);
@@ -426,11 +433,11 @@ public sealed class Checkpoint
         _ => throw new GpuRnnException($"--mode {name}: use stream, lines, labeled or pairs"),
     };
 
-    /// <summary>Mode, labels and cell from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, and the cell of the shapes).</summary>
-    private static (DataMode Mode, string[]? Labels, CellKind? Cell) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
+    /// <summary>Mode, labels, cell and directions from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, and the cell and directions of the shapes).</summary>
+    private static (DataMode Mode, string[]? Labels, CellKind? Cell, bool? Bidirectional) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
     {
         if (!metadata.TryGetValue(ConfigKey, out string? json))
-            return (DataMode.Stream, null, null);
+            return (DataMode.Stream, null, null, null);
         try
         {
             var node = JsonNode.Parse(json) as JsonObject ?? throw new JsonException("not an object");
@@ -439,7 +446,8 @@ public sealed class Checkpoint
             if (labels is not null && (labels.Length < 2 || labels.Distinct(StringComparer.Ordinal).Count() != labels.Length))
                 throw new JsonException("labels must be at least 2 distinct names");
             CellKind? cell = node["cell"] is JsonValue c ? ParseCell(c.GetValue<string>()) : null;
-            return (mode, labels, cell);
+            bool? bidirectional = node["bidirectional"] is JsonValue b ? b.GetValue<bool>() : null;
+            return (mode, labels, cell, bidirectional);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or GpuRnnException)
         {
