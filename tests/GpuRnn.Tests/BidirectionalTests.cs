@@ -114,4 +114,93 @@ public sealed class BidirectionalTests(string spec) : DeviceFixture(spec)
         double worst = AssertGradients(trainer, model, grads);
         TestContext.Out.WriteLine($"{Spec} {cell} L={layers} {RecurrenceNames.Name(recurrence)}: largest gradient error {worst:E2} of the tensor's largest");
     }
+
+    /// <summary>
+    /// Launches per training step of a classifier, with and without the reverse direction: the recurrence doubles
+    /// (2·T per layer each way per-step) and each layer boundary adds 4 gathers forward and 4 backward; the budget per layer
+    /// and direction stays 2·T + 16. The host copies add the reversal map, the reversed ids and their scatter lists only.
+    /// </summary>
+    [Test]
+    public void SteadyStepStaysInTheLaunchBudget([Values] CellKind cell, [Values(1, 2)] int layers)
+    {
+        const int vocab = 11, hidden = 6, batch = 4;
+        var seqs = Sequences(vocab, 3).Take(batch).ToArray(); // lengths 3, 1, 9, 2: T = 9
+        int[] labels = [0, 1, 0, 1];
+        long Launches(bool bidirectional)
+        {
+            using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, 2, Cell: cell, Bidirectional: bidirectional), seed: 1) { Recurrence = Recurrence.PerStep };
+            using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+            var batcher = new SequenceBatcher(seqs, labels, batch, bos: -1, eos: -1, seed: 1);
+            trainer.Step(batcher.Next(), readLoss: false); // the first step allocates the workspace
+            long before = K.Launches;
+            trainer.Step(batcher.Next(), readLoss: false);
+            return K.Launches - before;
+        }
+        const int T = 9;
+        long one = Launches(false), two = Launches(true);
+        TestContext.Out.WriteLine($"{cell} L={layers} T={T}: {one} launches per step, {two} with --bidirectional");
+        Assert.That(two, Is.LessThanOrEqualTo(2 * layers * (2 * T + 16)), "2·T + 16 per layer and direction");
+        Assert.That(two - one, Is.GreaterThanOrEqualTo(layers * 2 * T), "the reverse direction runs its own T steps each way");
+        Assert.That(two - one, Is.LessThanOrEqualTo(one + (8 * (layers - 1)) + 2), "no more than a second stack, the joins and the head's second half");
+    }
+
+    /// <summary>A bidirectional checkpoint keeps PyTorch's names and the flag; loading it (with and without gpurnn.config) gives the same model, and training resumes bit-identically.</summary>
+    [Test]
+    public void CheckpointRoundTripContinuesBitIdentically([Values(CellKind.Gru, CellKind.Lstm)] CellKind cell)
+    {
+        const int vocab = 9, hidden = 4, layers = 2, batch = 3;
+        var vocabulary = new Vocabulary(Enumerable.Range(0, vocab).Select(i => i < 4 ? Vocabulary.Specials[i] : ((char)('a' + i)).ToString()).ToArray());
+        var optimizer = new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f);
+        var seqs = Sequences(vocab, 5);
+        int[] labels = [0, 1, 1, 0, 1];
+        string path = Path.Combine(Path.GetTempPath(), $"gpurnn-bidir-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, 2, Cell: cell, Bidirectional: true), seed: 3);
+            using var trainer = new Trainer(model, optimizer);
+            var batcher = new SequenceBatcher(seqs, labels, batch, bos: -1, eos: -1, seed: 1);
+            for (int i = 0; i < 3; i++)
+                trainer.Step(batcher.Next(), readLoss: false);
+            Checkpoint.Save(path, model, vocabulary, TokenizerKind.Char, trainer, new TrainingState(trainer.StepCount, batcher.Epoch, batcher.Position, batch, 9, 0, optimizer, 3, double.NaN),
+                DataMode.Labeled, ["x", "y"]);
+            var loaded = Checkpoint.Load(path);
+            Assert.That(loaded.Config, Is.EqualTo(model.Config));
+            Assert.That(loaded.Weights.Keys, Does.Contain("rnn.weight_ih_l0_reverse").And.Contain("rnn.bias_hh_l1_reverse"));
+            Assert.That(model.Layout["rnn.weight_ih_l1"].Shape, Is.EqualTo(new[] { CellShapes.Gates(cell) * hidden, 2 * hidden }), "PyTorch's shape");
+
+            using var resumedModel = loaded.CreateModel(Device);
+            using var resumed = new Trainer(resumedModel, optimizer);
+            loaded.RestoreTrainer(resumed, resumedModel);
+            var again = new SequenceBatcher(seqs, labels, batch, bos: -1, eos: -1, seed: 1);
+            again.Seek(loaded.Training!.Epoch, loaded.Training.Position);
+            for (int i = 0; i < 2; i++)
+            {
+                trainer.Step(batcher.Next(), readLoss: false);
+                resumed.Step(again.Next(), readLoss: false);
+            }
+            foreach (var t in model.Layout.Tensors)
+                Assert.That(resumedModel.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, $"{cell} {t.Name} after resuming");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public void ALanguageModelCannotBeBidirectional()
+    {
+        var ex = Assert.Throws<GpuRnnException>(() => _ = new ParameterLayout(new ModelConfig(7, 3, 1, Bidirectional: true)));
+        Assert.That(ex!.Message, Does.Contain("language model cannot be bidirectional"));
+    }
+
+    [Test]
+    public void TheMemoryEstimateCountsTheReverseDirection()
+    {
+        var one = new ModelConfig(50, 8, 2, 2, Cell: CellKind.Gru);
+        var two = one with { Bidirectional = true };
+        double a = TrainingMemory.Bytes(one, 4, 10, 2, validation: true), b = TrainingMemory.Bytes(two, 4, 10, 2, validation: true);
+        TestContext.Out.WriteLine($"training memory: {a} B, bidirectional {b} B");
+        Assert.That(b, Is.GreaterThan(a * 1.5), "a second set of states, gradients and the joined [P, 2H] buffers");
+    }
 }
