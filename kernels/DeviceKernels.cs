@@ -82,6 +82,7 @@ public sealed partial class DeviceKernels : IDisposable
         noLengths = accelerator.Allocate1D<int>(1);
         LoadLastState();
         LoadDropout();
+        LoadReverse();
     }
 
     /// <summary>Frees the kernels' own small device buffer (the accelerator frees the compiled kernels).</summary>

@@ -33,9 +33,12 @@ internal static class InspectCommands
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");
-            stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            string directions = !c.Config.Bidirectional ? "" : c.Config.EncoderDecoder ? " (bidirectional encoder)" : " (bidirectional)";
+            stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task}{directions} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
             if (c.Config.Dropout > 0)
                 stdout.WriteLine(FormattableString.Invariant($"dropout:    {c.Config.Dropout} (training only)"));
+            foreach (var tensor in layout.Tensors)
+                stdout.WriteLine($"tensor:     {tensor.Name} [{string.Join(", ", tensor.Shape)}]");
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
             var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
             stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");

@@ -50,11 +50,13 @@ internal static class TrainCommand
         var plateauPatience = App.Opt("--plateau-patience", "plateau schedule: evaluations without improvement tolerated before each reduction.", 3);
         var keepBest = App.Opt("--keep-best", "Also write the model of the best validation loss so far beside --out, as NAME.best.safetensors (weights, no resume state).", false);
         var earlyStop = App.Opt("--early-stop", "Stop (exit 0) after N evaluations in a row without a new best validation loss; 0 = never.", 0);
+        var bidirectional = App.Opt("--bidirectional", "Read each sequence both ways (PyTorch's bidirectional=True): the classifier (--mode labeled) or the encoder (--mode pairs).", false);
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
             data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
             valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
             dropout, lrSchedule, lrDecay, lrDecayAfter, lrDecayEvery, lrMin, cosineSteps, plateauPatience, keepBest, earlyStop,
+            bidirectional,
         };
         cmd.SetAction(r =>
         {
@@ -100,6 +102,7 @@ internal static class TrainCommand
                 PlateauPatience = r.GetValue(plateauPatience),
                 KeepBest = r.GetValue(keepBest),
                 EarlyStop = r.GetValue(earlyStop),
+                Bidirectional = r.GetValue(bidirectional),
                 Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
                 Stop = stop,
             };
@@ -154,6 +157,7 @@ internal sealed class TrainRun
     public int PlateauPatience { get; init; }
     public bool KeepBest { get; init; }
     public int EarlyStop { get; init; }
+    public bool Bidirectional { get; set; }
     public required Func<string, bool> Given { get; init; }
     /// <summary>Stops the run after the current step (with a resumable checkpoint); one that cannot be cancelled means "listen for SIGINT/SIGTERM".</summary>
     public CancellationToken Stop { get; init; }
@@ -180,7 +184,7 @@ internal sealed class TrainRun
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start is not null ? start.Config with { Dropout = Dropout } : new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Dropout);
+            config = start is not null ? start.Config with { Dropout = Dropout } : new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Dropout, Bidirectional);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
             TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
@@ -367,6 +371,7 @@ internal sealed class TrainRun
         Same("--layers", Layers, c.Config.Layers, v => Layers = v);
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
         Same("--mode", Mode, c.Mode, v => Mode = v);
+        Same("--bidirectional", Bidirectional, c.Config.Bidirectional, v => Bidirectional = v);
         if (Resume is null)
             return;
         var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");
@@ -398,6 +403,8 @@ internal sealed class TrainRun
             throw new GpuRnnException($"--out {Out}: is the training data (--data); give another checkpoint file");
         if (File.Exists(Out) && !(Resume is not null && SamePath(Out, Resume)) && !Checkpoint.IsCheckpointFile(Out))
             throw new GpuRnnException($"--out {Out}: exists and is not a GpuRnn checkpoint; refusing to overwrite it (give another --out or remove the file)");
+        if (Bidirectional && Mode is not (DataMode.Labeled or DataMode.Pairs))
+            throw new GpuRnnException($"--bidirectional needs --mode labeled or pairs: a language model (--mode {Checkpoint.ModeName(Mode)}) read backwards would see the tokens it predicts");
         TrainCommand.RequirePositive(Hidden, "--hidden");
         TrainCommand.RequirePositive(Layers, "--layers");
         TrainCommand.RequirePositive(Batch, "--batch");

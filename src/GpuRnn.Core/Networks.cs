@@ -163,10 +163,10 @@ internal sealed class ClassifierNetwork(DeviceBuffers buffers, ModelConfig confi
     public override ArrayView<float> Logits => head.Logits;
 
     protected override int HeadForward(RnnModel model, TokenWindow window, ArrayView<float> top, bool withLoss) =>
-        head.Forward(model, window, Stack, top, withLoss, Scalars);
+        head.Forward(model, window, Stack, withLoss, Scalars);
 
     protected override void HeadBackward(RnnModel model, ArrayView<float> gradients, TokenWindow window, ArrayView<float> top, ArrayView<float> dTop) =>
-        head.Backward(model, gradients, window, Stack, dTop);
+        head.Backward(model, gradients, window, Stack);
 }
 
 /// <summary>
@@ -198,7 +198,10 @@ internal sealed class EncoderDecoderNetwork : Network
 
     public override ArrayView<float> Logits => head.Logits;
 
-    /// <summary>Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's initial state.</summary>
+    /// <summary>
+    /// Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's
+    /// initial state; a bidirectional encoder's two final states (forward after the last token, reverse after the first) are summed.
+    /// </summary>
     public void Encode(RnnModel model, TokenWindow source)
     {
         var k = model.Device.Kernels;
@@ -206,11 +209,15 @@ internal sealed class EncoderDecoderNetwork : Network
             throw new ArgumentException($"the source window has B={source.Batch}; the decoder's has B={Batch}.", nameof(source));
         encoder.Forward(model, source, fromZero: true);
         encoder.UploadLastRows(k, source);
+        int b = source.Batch;
         for (int layer = 0; layer < layers; layer++)
         {
-            k.LastStateForward(source.Batch, hidden, encoder.LastRows, encoder.Outputs(layer, source.Steps), decoder.State(layer, 0));
-            if (encoder.HasCellState)
-                k.LastStateForward(source.Batch, hidden, encoder.LastRows, encoder.CellOutputs(layer, source.Steps), decoder.CellState(layer, 0));
+            for (int d = 0; d < encoder.Directions; d++)
+            {
+                k.LastStateForward(b, hidden, encoder.LastRows, encoder.Outputs(d, layer, source.Steps), accumulate: d > 0, new RowBlock(decoder.State(layer, 0), hidden, 0));
+                if (encoder.HasCellState)
+                    k.LastStateForward(b, hidden, encoder.LastRows, encoder.CellOutputs(d, layer, source.Steps), accumulate: d > 0, new RowBlock(decoder.CellState(layer, 0), hidden, 0));
+            }
         }
     }
 

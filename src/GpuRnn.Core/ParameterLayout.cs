@@ -16,8 +16,18 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
 /// </summary>
 public sealed record CellParameters(ParameterTensor WeightIh, ParameterTensor WeightHh, ParameterTensor BiasIh, ParameterTensor BiasHh);
 
-/// <summary>The parameter blocks of one stack of L layers of one cell, by layer.</summary>
-public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layers);
+/// <summary>
+/// The parameter blocks of one stack of L layers of one cell, by layer; a bidirectional stack also has the reverse
+/// direction's blocks (<c>*_l{k}_reverse</c>), by layer, in <paramref name="Reverse"/> (empty otherwise).
+/// </summary>
+public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layers, IReadOnlyList<CellParameters> Reverse)
+{
+    /// <summary>1, or 2 for a bidirectional stack.</summary>
+    public int Directions => Reverse.Count == 0 ? 1 : 2;
+
+    /// <summary>The blocks of direction <paramref name="direction"/> (0 forward, 1 reverse), by layer.</summary>
+    public IReadOnlyList<CellParameters> Of(int direction) => direction == 0 ? Layers : Reverse;
+}
 
 /// <summary>
 /// Where every tensor of an L-layer model lives in the one flat parameter buffer (DESIGN.md §2), with
@@ -26,6 +36,9 @@ public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layer
 /// <c>nn.GRU</c> or <c>nn.LSTM</c> has them), then <c>decoder.weight</c> and <c>decoder.bias</c> (over
 /// the vocabulary for a language model, over the classes for a classifier). An encoder–decoder has two
 /// stacks, <c>encoder.rnn.*</c> and <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>.
+/// A bidirectional stack (a classifier's, an encoder's) follows each layer's block with its reverse direction's,
+/// <c>*_l{k}_reverse</c> of the same shapes, and every layer above the first reads 2H inputs, as PyTorch lays them out;
+/// a bidirectional classifier's decoder reads [forward; reverse] final states, [C, 2H].
 /// Gradients and optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
@@ -58,6 +71,7 @@ public sealed class ParameterLayout
         Cell = config.Cell;
         Outputs = outputs;
         IsEncoderDecoder = config.EncoderDecoder;
+        IsBidirectional = config.Bidirectional;
         Encoder = encoder;
         Stack = stack;
         Tensors = list;
@@ -87,6 +101,8 @@ public sealed class ParameterLayout
             throw new GpuRnnException($"the layer count must be at least 1 (got {layers})");
         if (outputs < 1)
             throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
+        if (config.Bidirectional && !config.IsClassifier && !config.EncoderDecoder)
+            throw new GpuRnnException("a language model cannot be bidirectional: its reverse direction would read the tokens it predicts");
         int rows = CellShapes.Gates(config.Cell) * hidden; // G = g·H
         var list = new List<ParameterTensor>();
         long offset = 0;
@@ -97,23 +113,28 @@ public sealed class ParameterLayout
             offset += t.Length;
             return t;
         }
-        RnnStack AddStack(string prefix)
+        RnnStack AddStack(string prefix, int directions)
         {
             var blocks = new CellParameters[layers];
+            var reverse = new CellParameters[directions == 2 ? layers : 0];
+            CellParameters Block(int k, string suffix) => new(
+                Add($"{prefix}weight_ih_l{k}{suffix}", rows, k == 0 ? vocab : directions * hidden),
+                Add($"{prefix}weight_hh_l{k}{suffix}", rows, hidden),
+                Add($"{prefix}bias_ih_l{k}{suffix}", rows),
+                Add($"{prefix}bias_hh_l{k}{suffix}", rows));
             for (int k = 0; k < layers; k++)
             {
-                blocks[k] = new CellParameters(
-                    Add($"{prefix}weight_ih_l{k}", rows, k == 0 ? vocab : hidden),
-                    Add($"{prefix}weight_hh_l{k}", rows, hidden),
-                    Add($"{prefix}bias_ih_l{k}", rows),
-                    Add($"{prefix}bias_hh_l{k}", rows));
+                blocks[k] = Block(k, "");
+                if (reverse.Length > 0)
+                    reverse[k] = Block(k, "_reverse");
             }
-            return new RnnStack(config.Cell, blocks);
+            return new RnnStack(config.Cell, blocks, reverse);
         }
-        encoder = config.EncoderDecoder ? AddStack("encoder.rnn.") : null;
-        stack = AddStack(config.EncoderDecoder ? "decoder.rnn." : "rnn.");
+        // The bidirectional stack is the classifier's or the encoder's; a decoder runs forward only.
+        encoder = config.EncoderDecoder ? AddStack("encoder.rnn.", config.Directions) : null;
+        stack = AddStack(config.EncoderDecoder ? "decoder.rnn." : "rnn.", config.EncoderDecoder ? 1 : config.Directions);
         string head = config.EncoderDecoder ? "decoder.out." : "decoder.";
-        Add(head + "weight", outputs, hidden);
+        Add(head + "weight", outputs, config.EncoderDecoder ? hidden : config.Directions * hidden);
         Add(head + "bias", outputs);
         return list;
     }
@@ -138,6 +159,9 @@ public sealed class ParameterLayout
 
     /// <summary>True for an encoder–decoder (two stacks).</summary>
     public bool IsEncoderDecoder { get; }
+
+    /// <summary>True when the classifier's stack or the encoder reads both directions (<c>*_reverse</c> tensors).</summary>
+    public bool IsBidirectional { get; }
 
     /// <summary>The encoder stack of an encoder–decoder; null otherwise.</summary>
     public RnnStack? Encoder { get; }

@@ -16,8 +16,16 @@ namespace GpuRnn;
 /// (PyTorch's <c>nn.RNN(dropout=p)</c> between layers, and the same p before the head; an encoder's top layer is not dropped);
 /// kept outputs are scaled by 1/(1 − p). Evaluation, prediction and sampling never drop. 0 = off.
 /// </param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman, float Dropout = 0f)
+/// <param name="Bidirectional">
+/// Each layer of the classifier's stack (or of an encoder–decoder's encoder) also reads every sequence backwards, from its own
+/// last true token (PyTorch's <c>bidirectional=True</c> on packed sequences): the layer above reads [forward; reverse] (2H).
+/// Not for a language model, which would see the future.
+/// </param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman, float Dropout = 0f, bool Bidirectional = false)
 {
+    /// <summary>Directions of the bidirectional stack: 2 when <see cref="Bidirectional"/>, else 1.</summary>
+    public int Directions => Bidirectional ? 2 : 1;
+
     /// <summary>True for a many-to-one classifier.</summary>
     public bool IsClassifier => Classes > 0;
 

@@ -16,9 +16,10 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
     private const float P = 0.3f;
 
     /// <summary>The factors [H] of element rows (t·B + b) of a stack's layer k in update <paramref name="step"/>, as the reference applies them.</summary>
-    private static double[] Factors(int hidden, long step, bool encoder, int k, int t, int b)
+    /// <paramref name="direction"/> 1: the reverse direction of a bidirectional stack, its rows in its own step order.
+    private static double[] Factors(int hidden, long step, bool encoder, int k, int t, int b, int direction = 0)
     {
-        var mask = DropoutMask.Of(P, Seed, step, RecurrentStack.DropoutSite(encoder, k));
+        var mask = DropoutMask.Of(P, Seed, step, RecurrentStack.DropoutSite(encoder, k, direction));
         return Enumerable.Range(0, hidden).Select(j => RefOps.DropoutFactor(mask.Key, ((long)t * B + b) * hidden + j, P)).ToArray();
     }
 
@@ -94,15 +95,18 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
         }
     }
 
-    /// <summary>A padded classifier batch: dropout between the layers and on the last true state the head reads.</summary>
+    /// <summary>
+    /// A padded classifier batch: dropout between the layers and on the last true state the head reads; bidirectional, each
+    /// direction with its own masks (the reverse one in its own step order), before the two are joined for the layer above.
+    /// </summary>
     [Test]
-    public void ClassifierMatchesTheReference([Values] CellKind cell)
+    public void ClassifierMatchesTheReference([Values] CellKind cell, [Values] bool bidirectional)
     {
         const int vocab = 8, hidden = 5, layers = 2, classes = 3, update = 4;
         var rng = new Random(12);
         var seqs = Enumerable.Range(0, B).Select(i => Enumerable.Range(0, 2 + 2 * i).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
         int[] labels = [0, 2, 1];
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, classes, Cell: cell, Dropout: P), seed: 8);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, classes, Cell: cell, Dropout: P, Bidirectional: bidirectional), seed: 8);
         using var trainer = NewTrainer(model, update);
         var window = new SequenceBatcher(seqs, labels, B, bos: -1, eos: -1, seed: 1).Next();
         trainer.ComputeGradients(window);
@@ -114,26 +118,27 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
         {
             int row = b, n = window.Lengths[b];
             var seq = Enumerable.Range(0, n).Select(t => window.Inputs[t * B + row]).ToArray();
-            var r = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seq, window.Labels[b], cell, (k, t) => Factors(hidden, update, false, k, t, row));
+            var r = RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, seq, window.Labels[b], cell, bidirectional,
+                drop: (k, t) => Factors(hidden, update, false, k, t, row), dropReverse: (k, j) => Factors(hidden, update, false, k, j, row, direction: 1));
             loss += r.Loss / B;
             foreach (var (name, g) in r.Grads)
                 for (int j = 0; j < g.Length; j++)
                     grads[name][j] += g[j] / B;
         }
         Assert.That(trainer.ReadLoss(), Is.EqualTo(loss).Within(1e-5 * loss));
-        AssertGradients(trainer, model, grads, $"classifier {cell}");
+        AssertGradients(trainer, model, grads, $"classifier {cell} bidirectional {bidirectional}");
     }
 
     /// <summary>Encoder–decoder: the encoder drops between its layers only (its top layer's last states start the decoder undropped), the decoder between layers and before the head.</summary>
     [Test]
-    public void EncoderDecoderMatchesTheReference([Values] CellKind cell)
+    public void EncoderDecoderMatchesTheReference([Values] CellKind cell, [Values] bool bidirectional)
     {
         const int vocab = 8, hidden = 5, layers = 2, update = 6, bos = 2, eos = 3;
         var rng = new Random(13);
         int[][] Seqs(int start) => Enumerable.Range(0, B).Select(i => Enumerable.Range(0, start + i).Select(_ => 4 + rng.Next(vocab - 4)).ToArray()).ToArray();
         var sources = Seqs(2);
         var targets = Seqs(1);
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Dropout: P), seed: 9);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Dropout: P, Bidirectional: bidirectional), seed: 9);
         using var trainer = NewTrainer(model, update);
         var window = SequenceBatcher.Pairs(sources, targets, B, bos: bos, eos: eos, seed: 1).Next();
         trainer.ComputeGradients(window);
@@ -148,8 +153,9 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
             int row = b;
             var src = Enumerable.Range(0, source.Lengths[b]).Select(t => source.Inputs[t * B + row]).ToArray();
             var tgt = Enumerable.Range(1, window.Lengths[b] - 1).Select(t => window.Inputs[t * B + row]).ToArray(); // after <bos>
-            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell,
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell, bidirectional,
                 encoderDrop: (k, t) => k < layers - 1 ? Factors(hidden, update, true, k, t, row) : null,
+                encoderDropReverse: (k, j) => k < layers - 1 ? Factors(hidden, update, true, k, j, row, direction: 1) : null,
                 decoderDrop: (k, t) => Factors(hidden, update, false, k, t, row));
             loss += r.Loss * r.Count;
             tokens += r.Count;
@@ -161,7 +167,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
             for (int j = 0; j < g.Length; j++)
                 g[j] /= tokens;
         Assert.That(trainer.ReadLoss(), Is.EqualTo(loss / tokens).Within(1e-5 * loss / tokens));
-        AssertGradients(trainer, model, grads, $"encoder–decoder {cell}");
+        AssertGradients(trainer, model, grads, $"encoder–decoder {cell} bidirectional {bidirectional}");
     }
 
     /// <summary>

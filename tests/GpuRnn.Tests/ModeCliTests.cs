@@ -58,6 +58,32 @@ public sealed class ModeCliTests : CliHarness
     /// --cell in every mode: train, then the command that uses the model (sample, predict or eval) and
     /// info, which names the cell; a resume continues with the checkpoint's cell.
     /// </summary>
+    /// <summary>--bidirectional trains a classifier and an encoder–decoder (info lists the reverse tensors, resume works); the language-model modes refuse it in one line.</summary>
+    [Test]
+    public void BidirectionalTrainsWhereItMayAndIsRefusedElsewhere([Values("stream", "lines", "labeled", "pairs")] string mode)
+    {
+        string data = mode switch
+        {
+            "labeled" => Labelled(),
+            "pairs" => Write("bipairs.tsv", "ab\tba\nabc\tcba\nbca\tacb\ncab\tbac\nb\tb\nacab\tbaca\n"),
+            _ => Names(),
+        };
+        string model = P($"bi-{mode}.safetensors");
+        var (code, _, error) = Run(["train", .. Small, "--cell", "gru", "--bidirectional", "--mode", mode, "--data", data, "--steps", "2", "--val-fraction", "0", "--seq-len", "4", "--out", model]);
+        if (mode is "stream" or "lines")
+        {
+            Assert.That(code, Is.Not.EqualTo(0));
+            Assert.That(error.Trim(), Does.Contain("--bidirectional needs --mode labeled or pairs").And.Not.Contain("\n"));
+            return;
+        }
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(Checkpoint.Load(model).Config.Bidirectional, Is.True);
+        var info = Run("info", "--checkpoint", model);
+        Assert.That(info.Out, Does.Contain("weight_ih_l0_reverse [").And.Contain("bidirectional"));
+        var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--sample-length", "0", "--out", P($"bi-{mode}-2.safetensors"));
+        Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
+    }
+
     [Test]
     public void EveryCellTrainsInEveryMode([Values("gru", "lstm")] string cell, [Values("stream", "lines", "labeled", "pairs")] string mode)
     {

@@ -127,6 +127,7 @@ public sealed class Checkpoint
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
+                ["bidirectional"] = c.Bidirectional,
                 ["special_tokens"] = new JsonObject(Vocabulary.Specials.Select(s => KeyValuePair.Create(s, (JsonNode?)vocabulary.IdOf(s)))),
                 ["labels"] = labels is null ? null : new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
                 ["dropout"] = c.Dropout > 0f ? c.Dropout : null, // a training setting of the model (absent: 0)
@@ -202,6 +203,8 @@ public sealed class Checkpoint
         var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
         int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
         bool encoderDecoder = shapes.ContainsKey("encoder.rnn.weight_hh_l0");
+        // PyTorch's bidirectional=True: the classifier's stack (or the encoder) has *_reverse tensors.
+        bool bidirectional = shapes.ContainsKey((encoderDecoder ? "encoder.rnn." : "rnn.") + "weight_ih_l0_reverse");
         string stack = encoderDecoder ? "decoder.rnn." : "rnn.", head = encoderDecoder ? "decoder.out." : "decoder.";
         var hh = Shape(stack + "weight_hh_l0");
         var ih = Shape(stack + "weight_ih_l0");
@@ -211,7 +214,9 @@ public sealed class Checkpoint
         int layers = 0;
         while (shapes.ContainsKey($"{stack}weight_hh_l{layers}"))
             layers++;
-        var (mode, labels, configCell, dropout) = ParseConfig(file.Metadata, Bad);
+        var (mode, labels, configCell, dropout, configBidirectional) = ParseConfig(file.Metadata, Bad);
+        if (configBidirectional is { } said && said != bidirectional)
+            throw Bad($"'{ConfigKey}' says bidirectional {(said ? "true" : "false")} but the tensors {(bidirectional ? "have" : "have no")} '*_reverse' directions");
         // The cell from the shapes: weight_hh_l{k} is [g·H, H] with g = 1 (nn.RNN), 3 (nn.GRU) or 4 (nn.LSTM).
         int hidden = hh[1];
         int gates = hidden > 0 && hh[0] % hidden == 0 ? hh[0] / hidden : 0;
@@ -228,7 +233,9 @@ public sealed class Checkpoint
             throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
         if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
-        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, dropout);
+        if (bidirectional && labels is null && !encoderDecoder)
+            throw Bad("the tensors have '*_reverse' directions but no classifier labels: a language model cannot be bidirectional");
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, dropout, bidirectional);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
         var layout = new ParameterLayout(config);
@@ -436,11 +443,11 @@ public sealed class Checkpoint
         _ => throw new GpuRnnException($"--mode {name}: use stream, lines, labeled or pairs"),
     };
 
-    /// <summary>Mode, labels, cell and dropout from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, the cell of the shapes, no dropout).</summary>
-    private static (DataMode Mode, string[]? Labels, CellKind? Cell, float Dropout) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
+    /// <summary>Mode, labels, cell, dropout and directions from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, the cell and directions of the shapes, no dropout).</summary>
+    private static (DataMode Mode, string[]? Labels, CellKind? Cell, float Dropout, bool? Bidirectional) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
     {
         if (!metadata.TryGetValue(ConfigKey, out string? json))
-            return (DataMode.Stream, null, null, 0f);
+            return (DataMode.Stream, null, null, 0f, null);
         try
         {
             var node = JsonNode.Parse(json) as JsonObject ?? throw new JsonException("not an object");
@@ -452,7 +459,8 @@ public sealed class Checkpoint
             float dropout = node["dropout"] is JsonValue d ? d.GetValue<float>() : 0f;
             if (!(dropout >= 0f && dropout < 1f))
                 throw new JsonException($"dropout {dropout} is outside [0, 1)");
-            return (mode, labels, cell, dropout);
+            bool? bidirectional = node["bidirectional"] is JsonValue b ? b.GetValue<bool>() : null;
+            return (mode, labels, cell, dropout, bidirectional);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or GpuRnnException)
         {

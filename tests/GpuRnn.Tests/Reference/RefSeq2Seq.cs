@@ -9,22 +9,24 @@ namespace GpuRnn.Tests.Reference;
 /// LSTM) after the last source token and is teacher-forced on
 /// [bos, target…] to predict [target…, eos] through <c>decoder.out</c>; the loss is the mean
 /// cross-entropy over those predictions. Backward runs through the decoder, into its initial states,
-/// and through the encoder. Written from the equations, sharing no code with the engine.
+/// and through the encoder. Written from the equations, sharing no code with the engine. A bidirectional
+/// encoder starts decoder layer k from the SUM of its layer k's forward final state and reverse final state
+/// (after reading the first token), h and c alike.
 /// </summary>
 public static class RefSeq2Seq
 {
     public static (double Loss, int Count, Dictionary<string, double[]> Grads) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman,
-        Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman, bool bidirectional = false,
+        Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null, Func<int, int, double[]?>? encoderDropReverse = null)
     {
         int[] decIn = [bos, .. target];
         int[] decOut = [.. target, eos];
         var g = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
-        var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers);
+        var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers, bidirectional);
         var decoder = new RefStack(cell, "decoder.rnn.", vocab, hidden, layers);
-        var enc = encoder.Forward(p, source, drop: encoderDrop);
-        var h0 = Enumerable.Range(0, layers).Select(enc.FinalH).ToArray();
-        var c0 = Enumerable.Range(0, layers).Select(enc.FinalC).ToArray();
+        var enc = encoder.Forward(p, source, drop: encoderDrop, dropReverse: encoderDropReverse);
+        var h0 = Enumerable.Range(0, layers).Select(k => Sum(enc.FinalH(k), bidirectional ? enc.ReverseFinalH(k) : null)).ToArray();
+        var c0 = Enumerable.Range(0, layers).Select(k => Sum(enc.FinalC(k), bidirectional ? enc.ReverseFinalC(k) : null)).ToArray();
         var dec = decoder.Forward(p, decIn, h0, c0, drop: decoderDrop);
 
         int n = decIn.Length;
@@ -56,8 +58,10 @@ public static class RefSeq2Seq
             }
         }
         var (dH0, dC0) = decoder.Backward(p, g, dec, dTop);
-        // The encoder's only gradient: each layer's last state started the decoder layer.
+        // The encoder's only gradient: each layer's last state (both directions' of a bidirectional one) started the decoder layer.
         encoder.Backward(p, g, enc, null, dH0, dC0);
         return (loss, n, g);
     }
+
+    private static double[] Sum(double[] a, double[]? b) => b is null ? a : [.. a.Select((x, i) => x + b[i])];
 }
