@@ -65,6 +65,44 @@ public static class RefOps
     }
 
     /// <summary>
+    /// Attention weights: row r = t·B + b of scores [R, S] softmaxed over its first lengths[r mod B] columns, the
+    /// rest 0 (their scores are never read).
+    /// </summary>
+    public static double[] MaskedSoftmax(double[] scores, int rows, int batch, int columns, int[] lengths)
+    {
+        var a = new double[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            int n = lengths[r % batch];
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < n; j++)
+                max = Math.Max(max, scores[r * columns + j]);
+            double sum = 0;
+            for (int j = 0; j < n; j++)
+                sum += Math.Exp(scores[r * columns + j] - max);
+            for (int j = 0; j < n; j++)
+                a[r * columns + j] = Math.Exp(scores[r * columns + j] - max) / sum;
+        }
+        return a;
+    }
+
+    /// <summary>Its gradient: ds[r, j] = a[r, j]·(da[r, j] − Σ_k a[r, k]·da[r, k]) over the true positions, 0 elsewhere.</summary>
+    public static double[] MaskedSoftmaxBackward(double[] a, double[] da, int rows, int batch, int columns, int[] lengths)
+    {
+        var ds = new double[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            int n = lengths[r % batch];
+            double dot = 0;
+            for (int j = 0; j < n; j++)
+                dot += a[r * columns + j] * da[r * columns + j];
+            for (int j = 0; j < n; j++)
+                ds[r * columns + j] = a[r * columns + j] * (da[r * columns + j] - dot);
+        }
+        return ds;
+    }
+
+    /// <summary>
     /// Softmax cross-entropy per row. logits [R, V], targets [R] (a target &lt; 0 is ignored).
     /// RowLoss [R]: -log softmax(logits_r)[target_r], 0 for ignored rows.
     /// DLogits [R, V]: (softmax - onehot(target)) * scale, all zeros for ignored rows.
