@@ -21,18 +21,18 @@ public readonly struct GemmShape
 {
     /// <summary>The shape of <c>op(A)·op(B)</c> with op(A) [M, K] and op(B) [K, N], tightly stored, one product.</summary>
     public GemmShape(int m, int n, int k, bool transA, bool transB)
-        : this(m, n, k, transA ? 1 : 0, transB ? 1 : 0, transA ? m : k, transB ? k : n, n, 1, 0, 0, 0, 0, 0, 0)
+        : this(m, n, k, (transA ? 1 : 0) | (transB ? 2 : 0), transA ? m : k, transB ? k : n, n, 1, 0, 0, 0)
     {
     }
 
-    private GemmShape(int m, int n, int k, int transA, int transB, int lda, int ldb, int ldc, int batch,
-        long strideA, long strideB, long strideC, long offsetA, long offsetB, long offsetC)
+    // Every field is an int and none is derived: the CPU accelerator copies a kernel's arguments into an object per
+    // launch (TrainerTests.CpuBytesPerLaunch), so the shape stays as small as the batched GEMM allows.
+    private GemmShape(int m, int n, int k, int flags, int lda, int ldb, int ldc, int batch, int strideA, int strideB, int strideC)
     {
         M = m;
         N = n;
         K = k;
-        TransposeA = transA;
-        TransposeB = transB;
+        Flags = flags;
         Lda = lda;
         Ldb = ldb;
         Ldc = ldc;
@@ -40,9 +40,6 @@ public readonly struct GemmShape
         StrideA = strideA;
         StrideB = strideB;
         StrideC = strideC;
-        OffsetA = offsetA;
-        OffsetB = offsetB;
-        OffsetC = offsetC;
     }
 
     /// <summary>Rows of op(A) and C.</summary>
@@ -54,11 +51,14 @@ public readonly struct GemmShape
     /// <summary>Inner dimension.</summary>
     public int K { get; }
 
+    /// <summary>Bit 0: A is stored transposed; bit 1: B is.</summary>
+    private int Flags { get; }
+
     /// <summary>1 when A is stored transposed ([K, M]).</summary>
-    public int TransposeA { get; }
+    public int TransposeA => Flags & 1;
 
     /// <summary>1 when B is stored transposed ([N, K]).</summary>
-    public int TransposeB { get; }
+    public int TransposeB => (Flags >> 1) & 1;
 
     /// <summary>Elements from one stored row of A to the next (K, or M when transposed, unless strided).</summary>
     public int Lda { get; }
@@ -73,34 +73,19 @@ public readonly struct GemmShape
     public int Batch { get; }
 
     /// <summary>Elements from one product's A to the next.</summary>
-    public long StrideA { get; }
+    public int StrideA { get; }
 
     /// <summary>Elements from one product's B to the next.</summary>
-    public long StrideB { get; }
+    public int StrideB { get; }
 
     /// <summary>Elements from one product's C to the next.</summary>
-    public long StrideC { get; }
-
-    /// <summary>Where the product a kernel thread works on starts in A (set on the device by <see cref="At"/>).</summary>
-    internal long OffsetA { get; }
-
-    /// <summary>Where that product starts in B.</summary>
-    internal long OffsetB { get; }
-
-    /// <summary>Where that product starts in C.</summary>
-    internal long OffsetC { get; }
+    public int StrideC { get; }
 
     /// <summary>This shape with the stored rows of A, B and C the given elements apart (each at least the stored row's width).</summary>
-    public GemmShape Strided(int lda, int ldb, int ldc) =>
-        new(M, N, K, TransposeA, TransposeB, lda, ldb, ldc, Batch, StrideA, StrideB, StrideC, 0, 0, 0);
+    public GemmShape Strided(int lda, int ldb, int ldc) => new(M, N, K, Flags, lda, ldb, ldc, Batch, StrideA, StrideB, StrideC);
 
     /// <summary>This shape run <paramref name="batch"/> times in one launch, product z at z·stride in each of A, B and C.</summary>
-    public GemmShape Batched(int batch, long strideA, long strideB, long strideC) =>
-        new(M, N, K, TransposeA, TransposeB, Lda, Ldb, Ldc, batch, strideA, strideB, strideC, 0, 0, 0);
-
-    /// <summary>Product <paramref name="z"/> of a batch: the same shape with the offsets where it starts.</summary>
-    internal GemmShape At(int z) =>
-        new(M, N, K, TransposeA, TransposeB, Lda, Ldb, Ldc, Batch, StrideA, StrideB, StrideC, z * StrideA, z * StrideB, z * StrideC);
+    public GemmShape Batched(int batch, int strideA, int strideB, int strideC) => new(M, N, K, Flags, Lda, Ldb, Ldc, batch, strideA, strideB, strideC);
 
     /// <summary>Elements A must hold: up to the last element of the last product.</summary>
     public long ALength => Extent(TransposeA != 0 ? K : M, TransposeA != 0 ? M : K, Lda, StrideA);
@@ -115,17 +100,21 @@ public readonly struct GemmShape
     internal bool Consistent =>
         Lda >= (TransposeA != 0 ? M : K) && Ldb >= (TransposeB != 0 ? K : N) && Ldc >= N && Batch >= 1 && StrideA >= 0 && StrideB >= 0 && StrideC >= 0;
 
-    private long Extent(int rows, int columns, int ld, long stride) =>
-        rows == 0 || columns == 0 ? 0 : (Batch - 1) * stride + (long)(rows - 1) * ld + columns;
+    private long Extent(int rows, int columns, int ld, int stride) =>
+        rows == 0 || columns == 0 ? 0 : (Batch - 1L) * stride + (long)(rows - 1) * ld + columns;
 
-    /// <summary>op(A)[i, p], for i &lt; M and p &lt; K.</summary>
-    internal float A(ArrayView<float> a, int i, int p) => TransposeA != 0 ? a[OffsetA + (long)p * Lda + i] : a[OffsetA + (long)i * Lda + p];
+    // On the device the product is the grid's z index (GemmTiledKernel launches one z per product; 0 for one product).
 
-    /// <summary>op(B)[p, j], for p &lt; K and j &lt; N.</summary>
-    internal float B(ArrayView<float> b, int p, int j) => TransposeB != 0 ? b[OffsetB + (long)j * Ldb + p] : b[OffsetB + (long)p * Ldb + j];
+    /// <summary>op(A)[i, p] of this thread's product, for i &lt; M and p &lt; K.</summary>
+    internal float A(ArrayView<float> a, int i, int p) =>
+        a[(long)Grid.IdxZ * StrideA + (TransposeA != 0 ? (long)p * Lda + i : (long)i * Lda + p)];
 
-    /// <summary>Where C[i, j] is stored.</summary>
-    internal long C(int i, int j) => OffsetC + (long)i * Ldc + j;
+    /// <summary>op(B)[p, j] of this thread's product, for p &lt; K and j &lt; N.</summary>
+    internal float B(ArrayView<float> b, int p, int j) =>
+        b[(long)Grid.IdxZ * StrideB + (TransposeB != 0 ? (long)j * Ldb + p : (long)p * Ldb + j)];
+
+    /// <summary>Where C[i, j] of this thread's product is stored.</summary>
+    internal long C(int i, int j) => (long)Grid.IdxZ * StrideC + (long)i * Ldc + j;
 }
 
 /// <summary>
@@ -258,10 +247,9 @@ public sealed partial class DeviceKernels
     /// dearer than the arithmetic it saves) each thread runs the plain K loop over its register tile,
     /// with out-of-range rows and columns clamped (computed, never stored).
     /// </summary>
-    private static void GemmTiledKernel<TEpilogue>(GemmShape batched, int micro, int depth, int gateStride, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
+    private static void GemmTiledKernel<TEpilogue>(GemmShape s, int micro, int depth, int gateStride, ArrayView<float> a, ArrayView<float> b, TEpilogue epilogue)
         where TEpilogue : struct, IGemmEpilogue
     {
-        var s = batched.At(Grid.IdxZ); // grid z: the product of a batched GEMM (0 otherwise)
         int sx = Group.DimX, sy = Group.DimY;
         int blockRows = micro * sy, blockColumns = micro * sx;
         int stride = gateStride > 0 ? gateStride : sx, pitch = gateStride > 0 ? sx : blockColumns;

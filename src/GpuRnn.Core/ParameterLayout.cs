@@ -16,6 +16,13 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
 /// </summary>
 public sealed record CellParameters(ParameterTensor WeightIh, ParameterTensor WeightHh, ParameterTensor BiasIh, ParameterTensor BiasHh);
 
+/// <summary>
+/// An encoder–decoder's attention (README "Attention"): <c>attention.weight</c> W_a [H, H] (Luong general; null for
+/// dot) and <c>attention.combine.weight</c> W_c [H, 2H], which makes the attentional state h̃ = tanh(W_c [c; h])
+/// from the context c (its first H columns) and the decoder's top-layer output h (its last H).
+/// </summary>
+public sealed record AttentionParameters(AttentionKind Kind, ParameterTensor? Weight, ParameterTensor Combine);
+
 /// <summary>The parameter blocks of one stack of L layers of one cell, by layer.</summary>
 public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layers);
 
@@ -25,7 +32,8 @@ public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layer
 /// <c>rnn.bias_ih_l{k}</c>, <c>rnn.bias_hh_l{k}</c> (shaped by the cell's gates, as <c>nn.RNN</c>,
 /// <c>nn.GRU</c> or <c>nn.LSTM</c> has them), then <c>decoder.weight</c> and <c>decoder.bias</c> (over
 /// the vocabulary for a language model, over the classes for a classifier). An encoder–decoder has two
-/// stacks, <c>encoder.rnn.*</c> and <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>.
+/// stacks, <c>encoder.rnn.*</c> and <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>; with
+/// attention, <c>attention.*</c> (<see cref="AttentionParameters"/>) lie between the decoder stack and <c>decoder.out</c>.
 /// Gradients and optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
@@ -51,7 +59,7 @@ public sealed class ParameterLayout
 
     private ParameterLayout(ModelConfig config, int outputs)
     {
-        var list = Build(config, outputs, out var encoder, out var stack);
+        var list = Build(config, outputs, out var encoder, out var stack, out var attention);
         V = config.Vocab;
         H = config.Hidden;
         L = config.Layers;
@@ -60,6 +68,7 @@ public sealed class ParameterLayout
         IsEncoderDecoder = config.EncoderDecoder;
         Encoder = encoder;
         Stack = stack;
+        Attention = attention;
         Tensors = list;
         DecoderWeight = list[^2];
         DecoderBias = list[^1];
@@ -72,11 +81,11 @@ public sealed class ParameterLayout
     /// <summary>Parameters of <paramref name="config"/>, counted without the size limit (for the memory estimate of sizes that cannot be built).</summary>
     internal static long CountOf(ModelConfig config)
     {
-        var list = Build(config, config.Outputs, out _, out _);
+        var list = Build(config, config.Outputs, out _, out _, out _);
         return list[^1].Offset + list[^1].Length;
     }
 
-    private static List<ParameterTensor> Build(ModelConfig config, int outputs, out RnnStack? encoder, out RnnStack stack)
+    private static List<ParameterTensor> Build(ModelConfig config, int outputs, out RnnStack? encoder, out RnnStack stack, out AttentionParameters? attention)
     {
         int vocab = config.Vocab, hidden = config.Hidden, layers = config.Layers;
         if (vocab < 1)
@@ -87,6 +96,8 @@ public sealed class ParameterLayout
             throw new GpuRnnException($"the layer count must be at least 1 (got {layers})");
         if (outputs < 1)
             throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
+        if (config.Attention != AttentionKind.None && !config.EncoderDecoder)
+            throw new GpuRnnException($"attention ({AttentionNames.Name(config.Attention)}) needs an encoder–decoder (pairs mode)");
         int rows = CellShapes.Gates(config.Cell) * hidden; // G = g·H
         var list = new List<ParameterTensor>();
         long offset = 0;
@@ -112,6 +123,13 @@ public sealed class ParameterLayout
         }
         encoder = config.EncoderDecoder ? AddStack("encoder.rnn.") : null;
         stack = AddStack(config.EncoderDecoder ? "decoder.rnn." : "rnn.");
+        attention = config.Attention switch
+        {
+            AttentionKind.None => null,
+            AttentionKind.Dot => new AttentionParameters(AttentionKind.Dot, null, Add("attention.combine.weight", hidden, 2 * hidden)),
+            AttentionKind.General => new AttentionParameters(AttentionKind.General, Add("attention.weight", hidden, hidden), Add("attention.combine.weight", hidden, 2 * hidden)),
+            _ => throw new ArgumentOutOfRangeException(nameof(config), config.Attention, "unknown attention"),
+        };
         string head = config.EncoderDecoder ? "decoder.out." : "decoder.";
         Add(head + "weight", outputs, hidden);
         Add(head + "bias", outputs);
@@ -144,6 +162,9 @@ public sealed class ParameterLayout
 
     /// <summary>The stack that feeds the output layer: <c>rnn.*</c>, or <c>decoder.rnn.*</c> of an encoder–decoder.</summary>
     public RnnStack Stack { get; }
+
+    /// <summary>An encoder–decoder's attention parameters; null without attention.</summary>
+    public AttentionParameters? Attention { get; }
 
     /// <summary><c>decoder.weight</c> (<c>decoder.out.weight</c> of an encoder–decoder).</summary>
     public ParameterTensor DecoderWeight { get; }

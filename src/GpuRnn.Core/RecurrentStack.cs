@@ -185,10 +185,11 @@ internal sealed class RecurrentStack
     /// gradient w.r.t. the top layer's outputs, unless <paramref name="inject"/> is given: then each
     /// layer's state at each sequence's last true step also receives inject[layer] (h through the
     /// output gradient, an LSTM's c through the direct path; the encoder of an encoder–decoder, whose
-    /// top layer gets nothing else). With <paramref name="initial"/>, the gradients w.r.t. each layer's
-    /// initial state are written there.
+    /// top layer gets nothing else unless <paramref name="topGiven"/>: then inject[top] adds to the
+    /// <see cref="TopGradient"/> written before, the gradient an attention passes to the encoder's outputs).
+    /// With <paramref name="initial"/>, the gradients w.r.t. each layer's initial state are written there.
     /// </summary>
-    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, StateGradients inject, StateGradients initial)
+    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, StateGradients inject, StateGradients initial, bool topGiven = false)
     {
         if (!Training)
             throw new InvalidOperationException("this stack was built for inference: it has no gradient buffers.");
@@ -201,7 +202,7 @@ internal sealed class RecurrentStack
         var held = window.Padded ? lengths : default; // uploaded by the forward pass
         bool fused = model.RecurrencePath == Recurrence.Fused;
         if (inject.IsValid)
-            k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs);
+            k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), dHs, accumulate: topGiven);
         var blocks = Blocks(model);
         for (int layer = layers - 1; layer >= 0; layer--)
         {

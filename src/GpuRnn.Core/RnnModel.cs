@@ -11,7 +11,9 @@ namespace GpuRnn;
 /// <param name="Classes">C, the classes of a classifier; 0 for a language model.</param>
 /// <param name="EncoderDecoder">True for an encoder–decoder: an encoder stack reads the source, its final states start the decoder stack.</param>
 /// <param name="Cell">The recurrent cell of every layer: Elman (tanh), GRU or LSTM, as PyTorch's.</param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman)
+/// <param name="Attention">An encoder–decoder's attention over the encoder's top-layer outputs (Luong dot or general; none by default).</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman,
+    AttentionKind Attention = AttentionKind.None)
 {
     /// <summary>True for a many-to-one classifier.</summary>
     public bool IsClassifier => Classes > 0;

@@ -120,6 +120,7 @@ public sealed class Checkpoint
                 ["task"] = c.IsClassifier ? "classifier" : c.EncoderDecoder ? "seq2seq" : "lm",
                 ["mode"] = ModeName(mode),
                 ["cell"] = CellName(c.Cell),
+                ["attention"] = AttentionNames.Name(c.Attention),
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
@@ -218,7 +219,12 @@ public sealed class Checkpoint
             throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
         if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
-        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell);
+        // The attention from the tensors: attention.combine.weight (Luong), with attention.weight for general.
+        var attention = !shapes.ContainsKey("attention.combine.weight") ? AttentionKind.None
+            : shapes.ContainsKey("attention.weight") ? AttentionKind.General : AttentionKind.Dot;
+        if (attention != AttentionKind.None && !encoderDecoder)
+            throw Bad($"attention tensors in a model without an encoder (attention needs pairs mode)");
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, attention);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
         var layout = new ParameterLayout(config);

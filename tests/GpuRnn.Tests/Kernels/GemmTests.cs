@@ -167,8 +167,8 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
     public void BatchedMatchesReference(int m, int n, int k, bool transA, bool transB, int batch, bool interleaved)
     {
         var rng = new Random(m * 1000 + n * 10 + k + batch);
-        (int Ld, long Stride, long Length) Layout(int rows, int width) =>
-            interleaved ? (batch * width, width, (long)rows * batch * width) : (width + 2, (long)rows * (width + 2) + 1, batch * ((long)rows * (width + 2) + 1));
+        (int Ld, int Stride, long Length) Layout(int rows, int width) =>
+            interleaved ? (batch * width, width, (long)rows * batch * width) : (width + 2, rows * (width + 2) + 1, batch * ((long)rows * (width + 2) + 1));
         var la = Layout(transA ? k : m, transA ? m : k);
         var lb = Layout(transB ? n : k, transB ? k : n);
         var lc = Layout(m, n);

@@ -49,7 +49,7 @@ public sealed class GemmTilingTests
         var a = TestData.Uniform(rng, (long)m * batch * k);   // [M, batch, K]: interleaved, as a time-major block
         var b = TestData.Uniform(rng, (long)batch * n * k);   // [batch, N, K]: B transposed, tight
         var c = new float[batch * m * n];                     // [batch, M, N]
-        var s = new GemmShape(m, n, k, transA: false, transB: true).Strided(batch * k, k, n).Batched(batch, k, (long)n * k, (long)m * n);
+        var s = new GemmShape(m, n, k, transA: false, transB: true).Strided(batch * k, k, n).Batched(batch, k, n * k, m * n);
         float[] Run(GpuDevice d) => OnDevice(d, [a, b, c], v =>
         {
             d.Kernels.Gemm(s, 1f, v[0], v[1], 0f, v[2]);

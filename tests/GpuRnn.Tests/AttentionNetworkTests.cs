@@ -1,0 +1,127 @@
+using GpuRnn.Checkpoints;
+using GpuRnn.Kernels;
+using NUnit.Framework;
+
+namespace GpuRnn.Tests;
+
+/// <summary>An encoder–decoder with Luong attention: launches, allocation, memory, determinism and checkpoints.</summary>
+[TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
+public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
+{
+    private const int Vocab = 9, Hidden = 5, B = 3;
+
+    /// <summary>Pairs of fixed lengths (source <paramref name="sourceLength"/>, target 4), so every window has the same sizes.</summary>
+    private static SequenceBatcher Pairs(int sourceLength, int count = 60)
+    {
+        var rng = new Random(sourceLength);
+        int[][] Seqs(int n) => Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, n).Select(_ => 4 + rng.Next(Vocab - 4)).ToArray()).ToArray();
+        return SequenceBatcher.Pairs(Seqs(sourceLength), Seqs(4), B, bos: 2, eos: 3, seed: 1);
+    }
+
+    private RnnModel Model(CellKind cell, AttentionKind attention, int layers = 1) =>
+        new(Device, new ModelConfig(Vocab, Hidden, layers, EncoderDecoder: true, Cell: cell, Attention: attention), seed: 3);
+
+    private long LaunchesPerStep(CellKind cell, AttentionKind attention, int sourceLength)
+    {
+        using var model = Model(cell, attention);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+        return TrainerTests.SteadyAllocation(Device, trainer, Pairs(sourceLength), 2).LaunchesPerStep;
+    }
+
+    /// <summary>
+    /// Attention runs over all decoder steps at once: it adds a fixed number of launches per training step whatever
+    /// the source and target lengths. Forward: scores, masked softmax, context, the two halves of W_c, tanh (+ Q = H·W_a
+    /// for general) = 6 (7); backward: tanh, dW_c twice, dC, dH, dA, dM, masked softmax, dQ, dM again (+ dH += dQ·W_aᵀ
+    /// and dW_a) = 10 (12).
+    /// </summary>
+    [Test]
+    public void AttentionAddsAFixedNumberOfLaunchesPerStep([Values] CellKind cell)
+    {
+        foreach (int sourceLength in new[] { 2, 9 })
+        {
+            long none = LaunchesPerStep(cell, AttentionKind.None, sourceLength);
+            long dot = LaunchesPerStep(cell, AttentionKind.Dot, sourceLength);
+            long general = LaunchesPerStep(cell, AttentionKind.General, sourceLength);
+            TestContext.Out.WriteLine($"{cell} L=1, source {sourceLength}, target 5 steps: {none} launches per step without attention, {dot} with dot, {general} with general");
+            Assert.That(dot - none, Is.EqualTo(6 + 10), "dot");
+            Assert.That(general - none, Is.EqualTo(7 + 12), "general");
+        }
+    }
+
+    /// <summary>
+    /// As TrainerTests.SteadyStepAllocatesNoManagedMemoryOfItsOwn (its per-launch and per-copy bounds, Elman so that
+    /// no launch carries a gated epilogue): host copies per step are the encoder's ids, scatter offsets and positions,
+    /// lengths and last rows (5), the attention's source lengths (1), the decoder's ids, scatter lists and lengths (4)
+    /// and the targets (1).
+    /// </summary>
+    [Test]
+    public void SteadyStepAllocatesNoManagedMemoryOfItsOwn([Values] AttentionKind attention)
+    {
+        using var model = Model(CellKind.Elman, attention, layers: 2);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
+        var (perStep, launchesPerStep) = TrainerTests.SteadyAllocation(Device, trainer, Pairs(6), 3);
+        const long copiesPerStep = 11;
+        long bound = Device.Info.Kind == DeviceKind.Cpu
+            ? launchesPerStep * TrainerTests.CpuBytesPerLaunch + copiesPerStep * TrainerTests.CpuBytesPerCopy + TrainerTests.AllocationSlack
+            : TrainerTests.GpuBytesPerStep;
+        TestContext.Out.WriteLine($"{Spec} {attention}: {perStep} managed B per step, {launchesPerStep} launches, bound {bound} B");
+        Assert.That(perStep, Is.LessThanOrEqualTo(bound), "managed bytes per steady-state step");
+    }
+
+    /// <summary>
+    /// The memory estimate (TrainingMemory, from the constructors over a counting owner) covers the attention's
+    /// buffers exactly: lengths [B] ints; scores/weights and their gradient [T·B, S]; context, h̃ and their gradients
+    /// [T·B, H]; general adds Q and dQ [T·B, H].
+    /// </summary>
+    [TestCase(AttentionKind.Dot, 4)]
+    [TestCase(AttentionKind.General, 6)]
+    public void MemoryEstimateCoversTheAttention(AttentionKind attention, int positionByHidden)
+    {
+        const int t = 7, s = 11;
+        var plain = new ModelConfig(Vocab, Hidden, 2, EncoderDecoder: true);
+        var with = plain with { Attention = attention };
+        long p = (long)B * t;
+        long parameters = (attention == AttentionKind.General ? Hidden * Hidden : 0) + 2 * Hidden * Hidden;
+        double expected = 4.0 * (B + 2 * p * s + positionByHidden * p * Hidden) + 4.0 * parameters * (2 + 2);
+        Assert.That(TrainingMemory.Bytes(with, B, t, 2, validation: false, s) - TrainingMemory.Bytes(plain, B, t, 2, validation: false, s), Is.EqualTo(expected));
+    }
+
+    /// <summary>Two runs of the same step give the same loss and gradients to the last bit.</summary>
+    [Test]
+    public void GradientsAreDeterministic([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    {
+        float[][] Run()
+        {
+            using var model = Model(CellKind.Gru, attention, layers: 2);
+            using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
+            trainer.ComputeGradients(Pairs(7).Next());
+            return [.. model.Layout.Tensors.Select(t => trainer.GetGradient(t.Name)), [trainer.ReadLoss()]];
+        }
+        var first = Run();
+        var second = Run();
+        for (int i = 0; i < first.Length; i++)
+            Assert.That(second[i], Is.EqualTo(first[i]).AsCollection, $"tensor {i}");
+    }
+
+    /// <summary>A checkpoint keeps the attention: its tensors under their names, the kind in the config and from the tensors.</summary>
+    [Test]
+    public void CheckpointKeepsTheAttention([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    {
+        using var model = Model(CellKind.Lstm, attention);
+        var vocabulary = new Vocabulary(Vocabulary.Specials.Concat(Enumerable.Range(0, Vocab - Vocabulary.Specials.Count).Select(i => ((char)('a' + i)).ToString())));
+        string path = Path.Combine(Path.GetTempPath(), $"gpurnn-attention-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            Checkpoint.Save(path, model, vocabulary, TokenizerKind.Char, mode: DataMode.Pairs);
+            var loaded = Checkpoint.Load(path);
+            Assert.That(loaded.Config, Is.EqualTo(model.Config));
+            using var copy = loaded.CreateModel(Device);
+            Assert.That(copy.GetTensor("attention.combine.weight"), Is.EqualTo(model.GetTensor("attention.combine.weight")).AsCollection);
+            Assert.That(copy.Layout["attention.combine.weight"].Shape, Is.EqualTo(new[] { Hidden, 2 * Hidden }));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
