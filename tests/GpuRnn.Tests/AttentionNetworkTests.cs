@@ -103,6 +103,48 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
             Assert.That(second[i], Is.EqualTo(first[i]).AsCollection, $"tensor {i}");
     }
 
+    /// <summary>
+    /// Greedy decoding attends one step at a time (the same kernels with T_dec = 1); teacher-forcing its own output through
+    /// the whole window at once must pick the same token at every step (and eos where it stopped), for two sources of
+    /// different lengths in one batch, so the mask holds in decoding too.
+    /// </summary>
+    [Test]
+    public void GreedyDecodingAgreesWithTheWholeWindow([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    {
+        const int bos = 2, eos = 3, maxLength = 6;
+        using var model = Model(CellKind.Gru, attention, layers: 2);
+        using var predictor = new Predictor(model);
+        int[][] sources = [[4, 5, 6, 7, 8, 4, 5], [6]];
+        var source = new TokenWindow(2, 7) { Steps = 7, Padded = true };
+        Array.Fill(source.Inputs, -1);
+        for (int b = 0; b < 2; b++)
+        {
+            source.Lengths[b] = sources[b].Length;
+            for (int t = 0; t < sources[b].Length; t++)
+                source.Inputs[t * 2 + b] = sources[b][t];
+        }
+        var decoded = predictor.Decode(source, 2, bos, eos, maxLength, []);
+        for (int b = 0; b < 2; b++)
+        {
+            var tokens = decoded[b];
+            int steps = Math.Min(tokens.Count + 1, maxLength);
+            var window = new TokenWindow(2, steps) { Steps = steps, Padded = true, Source = source };
+            Array.Fill(window.Inputs, -1);
+            Array.Fill(window.Targets, -1);
+            Array.Fill(window.Lengths, 1);
+            window.Lengths[b] = steps;
+            for (int t = 0; t < steps; t++)
+                window.Inputs[t * 2 + b] = t == 0 ? bos : tokens[t - 1];
+            var logits = predictor.Logits(window);
+            for (int t = 0; t < steps; t++)
+            {
+                var row = logits.AsSpan((t * 2 + b) * Vocab, Vocab).ToArray();
+                int best = Array.IndexOf(row, row.Max());
+                Assert.That(best, Is.EqualTo(t < tokens.Count ? tokens[t] : eos), $"sequence {b}, step {t}");
+            }
+        }
+    }
+
     /// <summary>A checkpoint keeps the attention: its tensors under their names, the kind in the config and from the tensors.</summary>
     [Test]
     public void CheckpointKeepsTheAttention([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
