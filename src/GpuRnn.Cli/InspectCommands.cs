@@ -34,6 +34,11 @@ internal static class InspectCommands
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");
             stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            if (layout.Attention is { } attention)
+            {
+                var tensors = new[] { attention.Weight, attention.Combine }.OfType<ParameterTensor>().Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]");
+                stdout.WriteLine($"attention:  Luong {AttentionNames.Name(attention.Kind)}: {string.Join(", ", tensors)}");
+            }
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
             var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
             stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");
