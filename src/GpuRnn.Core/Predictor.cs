@@ -61,9 +61,11 @@ public sealed class Predictor : IDisposable
     /// decoder starts from <paramref name="bos"/> and feeds back its most likely token (never one of
     /// <paramref name="excluded"/>) until <paramref name="eos"/> or <paramref name="maxLength"/>
     /// tokens, all B sequences in step. Returns the tokens of the first <paramref name="count"/>
-    /// sequences, without the end token.
+    /// sequences, without the end token. With <paramref name="firstAttention"/> (a model with attention), the first
+    /// sequence's attention weights over the source window's steps are added there, one row per decoded step
+    /// (the end token's step included).
     /// </summary>
-    public List<int>[] Decode(TokenWindow source, int count, int bos, int eos, int maxLength, IReadOnlyCollection<int> excluded)
+    public List<int>[] Decode(TokenWindow source, int count, int bos, int eos, int maxLength, IReadOnlyCollection<int> excluded, List<float[]>? firstAttention = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(excluded);
@@ -89,6 +91,12 @@ public sealed class Predictor : IDisposable
                 step.Inputs[i] = done[i] ? -1 : previous[i];
             net.Decode(model, step, withLoss: false);
             net.Carry(k, 1);
+            if (firstAttention is not null && !done[0] && net.AttentionWeights is { } attention)
+            {
+                var row = new float[attention.SourceSteps]; // row t·B + b = 0 of this one-step window
+                k.Download(attention.Weights, row);
+                firstAttention.Add(row);
+            }
             k.Download(net.Logits.SubView(0, (long)b * v), logits);
             for (int i = 0; i < b; i++)
             {

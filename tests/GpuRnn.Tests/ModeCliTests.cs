@@ -188,7 +188,7 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(bad.Err, Does.Contain("bad.tsv:2: no TAB; paired data is source<TAB>target per line"));
     }
 
-    /// <summary>--attention trains, is stored (info shows its tensors), evaluates and predicts; outside pairs mode it is a one-line error.</summary>
+    /// <summary>--attention trains, is stored (info shows its tensors), predicts and draws its heat map; outside pairs mode it is a one-line error.</summary>
     [Test]
     public void AttentionTrainsIsShownAndPredicts([Values("dot", "general")] string attention)
     {
@@ -202,9 +202,10 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(info.Out, Does.Contain($"attention:  Luong {attention}: " + (attention == "general" ? "attention.weight [8, 8], " : "") + "attention.combine.weight [8, 16]"));
         Assert.That(info.Out, Does.Contain($"\"attention\":\"{attention}\""));
         File.WriteAllText(P("sources.txt"), "abc\nca\n");
-        var predict = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6");
+        var predict = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6", "--attention-plot", P("plots/att.png"));
         Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
         Assert.That(predict.Out.Split('\n'), Has.Length.EqualTo(3), "one decoded line per source");
+        Assert.That(File.ReadAllBytes(P("plots/att.png"))[1..4], Is.EqualTo("PNG"u8.ToArray()), "a PNG heat map, its folder created");
 
         var lines = Run(["train", .. Small, "--mode", "lines", "--attention", attention, "--data", Names(), "--steps", "1", "--out", P("x.safetensors")]);
         Assert.That(lines.Code, Is.EqualTo(1));
