@@ -272,6 +272,27 @@ internal sealed class RecurrentStack
         }
     }
 
+    /// <summary>
+    /// Reorders the sequences' initial states: sequence b takes the state sequence <paramref name="rows"/>[b] had (beam
+    /// search: each hypothesis continues from its parent's). Through the host; for decoding, never the training step.
+    /// </summary>
+    public void GatherState(DeviceKernels k, IReadOnlyList<int> rows)
+    {
+        int bh = Batch * hidden;
+        var before = new float[bh];
+        var after = new float[bh];
+        for (int layer = 0; layer < layers; layer++)
+        {
+            foreach (var state in cells.Length > 0 ? new[] { State(layer, 0), CellState(layer, 0) } : [State(layer, 0)])
+            {
+                k.Download(state, before);
+                for (int b = 0; b < Batch; b++)
+                    before.AsSpan(rows[b] * hidden, hidden).CopyTo(after.AsSpan(b * hidden, hidden));
+                k.Upload<float>(after, state);
+            }
+        }
+    }
+
     /// <summary>Copies every layer's initial state (h and c) from <paramref name="other"/>, a stack of the same batch.</summary>
     public void CopyStateFrom(DeviceKernels k, RecurrentStack other)
     {

@@ -145,6 +145,36 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
         }
     }
 
+    /// <summary>
+    /// Beam search on a briefly trained model (reversal, 40 Adam steps): a beam of 1 decodes exactly what greedy decoding
+    /// does, and a beam of 3 finds an answer whose length-normalised log-probability is at least as high.
+    /// </summary>
+    [Test]
+    public void BeamOfOneIsGreedyAndWiderBeamsScoreAtLeastAsHigh()
+    {
+        const int bos = 2, eos = 3, maxLength = 6;
+        using var model = Model(CellKind.Gru, AttentionKind.General);
+        using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.02f));
+        var rng = new Random(5);
+        var sources = Enumerable.Range(0, 64).Select(_ => Enumerable.Range(0, 2 + rng.Next(3)).Select(_ => 4 + rng.Next(Vocab - 4)).ToArray()).ToArray();
+        var batcher = SequenceBatcher.Pairs(sources, sources.Select(s => s.Reverse().ToArray()).ToArray(), 8, bos, eos, seed: 1);
+        for (int i = 0; i < 40; i++)
+            trainer.Step(batcher.Next(), readLoss: false);
+        var predictor = trainer.Inference;
+        var window = batcher.InOrder().First();
+        var greedy = predictor.Decode(window.Source!, window.Batch, bos, eos, maxLength, [bos]);
+        int wider = 0;
+        for (int i = 0; i < window.Batch; i++)
+        {
+            var one = predictor.DecodeBeam(window.Source!, i, 1, bos, eos, maxLength, [bos]);
+            Assert.That(one.Tokens, Is.EqualTo(greedy[i]), $"sequence {i}: beam 1 = greedy");
+            var three = predictor.DecodeBeam(window.Source!, i, 3, bos, eos, maxLength, [bos]);
+            Assert.That(three.Score, Is.GreaterThanOrEqualTo(one.Score), $"sequence {i}: beam 3 score");
+            wider += three.Score > one.Score ? 1 : 0;
+        }
+        TestContext.Out.WriteLine($"beam 3 beat greedy's score on {wider} of {window.Batch} sources");
+    }
+
     /// <summary>A checkpoint keeps the attention: its tensors under their names, the kind in the config and from the tensors.</summary>
     [Test]
     public void CheckpointKeepsTheAttention([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)

@@ -206,6 +206,11 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
         Assert.That(predict.Out.Split('\n'), Has.Length.EqualTo(3), "one decoded line per source");
         Assert.That(File.ReadAllBytes(P("plots/att.png"))[1..4], Is.EqualTo("PNG"u8.ToArray()), "a PNG heat map, its folder created");
+        var beam = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6", "--beam", "3");
+        Assert.That(beam.Code, Is.EqualTo(0), beam.Err);
+        Assert.That(beam.Out.Split('\n'), Has.Length.EqualTo(3), "one line per source with --beam");
+        var noBeam = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--beam", "0");
+        Assert.That((noBeam.Code, noBeam.Err.Trim()), Is.EqualTo((1, "gpurnn: --beam must be a positive integer (got 0)")));
 
         var lines = Run(["train", .. Small, "--mode", "lines", "--attention", attention, "--data", Names(), "--steps", "1", "--out", P("x.safetensors")]);
         Assert.That(lines.Code, Is.EqualTo(1));
