@@ -83,6 +83,7 @@ public sealed partial class DeviceKernels : IDisposable
         LoadLastState();
         LoadDropout();
         LoadReverse();
+        LoadAttention();
     }
 
     /// <summary>Frees the kernels' own small device buffer (the accelerator frees the compiled kernels).</summary>

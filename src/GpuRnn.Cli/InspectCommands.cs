@@ -37,6 +37,11 @@ internal static class InspectCommands
             stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task}{directions} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
             if (c.Config.Dropout > 0)
                 stdout.WriteLine(FormattableString.Invariant($"dropout:    {c.Config.Dropout} (training only)"));
+            if (layout.Attention is { } attention)
+            {
+                var tensors = new[] { attention.Weight, attention.Combine }.OfType<ParameterTensor>().Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]");
+                stdout.WriteLine($"attention:  Luong {AttentionNames.Name(attention.Kind)}: {string.Join(", ", tensors)}");
+            }
             foreach (var tensor in layout.Tensors)
                 stdout.WriteLine($"tensor:     {tensor.Name} [{string.Join(", ", tensor.Shape)}]");
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");

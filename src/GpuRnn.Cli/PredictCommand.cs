@@ -18,17 +18,23 @@ internal static class PredictCommand
         var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var recurrence = App.RecurrenceOpt();
+        var beam = App.Opt("--beam", "Encoder–decoders: beam width of a length-normalised beam search; 1 = greedy.", 1);
+        var attentionPlot = App.Opt<string?>("--attention-plot", "Encoder–decoders with attention: draw the first input's attention weights as a heat map into this PNG.");
         var cmd = new Command("predict", "For each input line: the label and its probability (classifier), the decoded target (encoder–decoder, greedy) or the model's continuation (language model).")
         {
-            checkpoint, input, length, temperature, seed, batch, device, recurrence,
+            checkpoint, input, length, temperature, seed, batch, device, recurrence, beam, attentionPlot,
         };
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
+            TrainCommand.RequirePositive(r.GetValue(beam), "--beam");
             if (r.GetValue(length) < 0)
                 throw new GpuRnnException($"--length must be 0 or more (got {r.GetValue(length)})");
             new SamplingOptions(r.GetValue(temperature)).Validate();
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
+            string? plot = r.GetValue(attentionPlot);
+            if (plot is not null && c.Config.Attention == AttentionKind.None)
+                throw new GpuRnnException($"--attention-plot {plot}: {c.Source} has no attention (train with --mode pairs --attention dot or general)");
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
             var lines = text.Split('\n');
@@ -41,7 +47,7 @@ internal static class PredictCommand
             if (c.Config.IsClassifier)
                 Classify(stdout, c, model, lines, r.GetValue(batch));
             else if (c.Config.EncoderDecoder)
-                Translate(stdout, c, model, lines, r.GetValue(batch), r.GetValue(length));
+                Translate(stdout, c, model, lines, r.GetValue(batch), r.GetValue(length), r.GetValue(beam), plot);
             else
                 Continue(stdout, c, model, lines, r.GetValue(length), new SamplingOptions(r.GetValue(temperature), Seed: r.GetValue(seed)));
             return ExitCodes.Ok;
@@ -74,7 +80,7 @@ internal static class PredictCommand
         }
     }
 
-    private static void Translate(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch, int length)
+    private static void Translate(TextWriter stdout, Checkpoint c, RnnModel model, string[] lines, int batch, int length, int beam, string? plot)
     {
         using var predictor = new Predictor(model);
         var vocab = c.Vocabulary;
@@ -87,8 +93,18 @@ internal static class PredictCommand
         foreach (var window in data.InOrder())
         {
             int count = Math.Min(window.Batch, sources.Count - done);
-            foreach (var ids in predictor.Decode(window.Source!, count, bos, eos, length, [vocab.IdOf(Vocabulary.Pad), bos]))
+            var weights = plot is not null && done == 0 ? new List<float[]>() : null; // the first input is slot 0 of the first window
+            IReadOnlyCollection<int> excluded = [vocab.IdOf(Vocabulary.Pad), bos];
+            // The plot, if any, shows the greedy decoding's attention, also under --beam.
+            var greedy = beam == 1 || weights is not null ? predictor.Decode(window.Source!, count, bos, eos, length, excluded, weights) : null;
+            var decoded = beam == 1 ? greedy! : Enumerable.Range(0, count).Select(i => predictor.DecodeBeam(window.Source!, i, beam, bos, eos, length, excluded).Tokens).ToArray();
+            foreach (var ids in decoded)
                 stdout.WriteLine(vocab.Decode(ids, c.Tokenizer).Replace("\n", "\\n", StringComparison.Ordinal));
+            if (weights is not null)
+            {
+                var output = greedy![0].Select(id => vocab[id]).Append(Vocabulary.Eos).Take(weights.Count).ToArray();
+                AttentionPlot.Save(plot!, sources[0].Select(id => vocab[id]).ToArray(), output, weights);
+            }
             done += count;
         }
     }

@@ -38,6 +38,7 @@ internal static class TrainCommand
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
         var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
+        var attention = App.Opt("--attention", "pairs mode: none, dot or general (Luong attention over the encoder's outputs; README \"Attention\").", "none");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
         var dropout = App.Opt("--dropout", "Training only: drop each output of every layer with this probability as the layer above or the output layer reads it (kept ones × 1/(1−p)); 0 = off.", 0f);
@@ -54,7 +55,7 @@ internal static class TrainCommand
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
             data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
-            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, maxVocab, minCount,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, mode, attention, maxVocab, minCount,
             dropout, lrSchedule, lrDecay, lrDecayAfter, lrDecayEvery, lrMin, cosineSteps, plateauPatience, keepBest, earlyStop,
             bidirectional,
         };
@@ -90,6 +91,7 @@ internal static class TrainCommand
                 Tokenizer = Tokenizer.Parse(r.GetValue(tokenizer)!),
                 SampleLength = r.GetValue(sampleLength),
                 Mode = Checkpoint.ParseMode(r.GetValue(mode)!),
+                Attention = AttentionNames.Parse(r.GetValue(attention)!),
                 MaxVocab = r.GetValue(maxVocab),
                 MinCount = r.GetValue(minCount),
                 Dropout = r.GetValue(dropout),
@@ -145,6 +147,7 @@ internal sealed class TrainRun
     public TokenizerKind Tokenizer { get; set; }
     public int SampleLength { get; init; }
     public DataMode Mode { get; set; }
+    public AttentionKind Attention { get; set; }
     public int MaxVocab { get; init; }
     public int MinCount { get; init; }
     public float Dropout { get; set; }
@@ -184,7 +187,7 @@ internal sealed class TrainRun
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start is not null ? start.Config with { Dropout = Dropout } : new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Dropout, Bidirectional);
+            config = start is not null ? start.Config with { Dropout = Dropout } : new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Dropout, Bidirectional, Attention);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
             TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
@@ -372,6 +375,7 @@ internal sealed class TrainRun
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
         Same("--mode", Mode, c.Mode, v => Mode = v);
         Same("--bidirectional", Bidirectional, c.Config.Bidirectional, v => Bidirectional = v);
+        Same("--attention", AttentionNames.Name(Attention), AttentionNames.Name(c.Config.Attention), v => Attention = AttentionNames.Parse(v));
         if (Resume is null)
             return;
         var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");
@@ -397,6 +401,8 @@ internal sealed class TrainRun
 
     private void Validate()
     {
+        if (Attention != AttentionKind.None && Mode != DataMode.Pairs)
+            throw new GpuRnnException($"--attention {AttentionNames.Name(Attention)}: attention reads an encoder's outputs; it needs --mode pairs, not {Checkpoint.ModeName(Mode)}");
         if (Directory.Exists(Out))
             throw new GpuRnnException($"--out {Out}: is a folder; give the checkpoint file to write, e.g. {Path.Combine(Out, "model.safetensors")}");
         if (DataPath is not null && SamePath(Out, DataPath))

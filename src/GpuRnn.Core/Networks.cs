@@ -171,14 +171,18 @@ internal sealed class ClassifierNetwork(DeviceBuffers buffers, ModelConfig confi
 
 /// <summary>
 /// Encoder–decoder: the encoder stack reads the source; each layer's last true state starts the
-/// same layer of the decoder stack, which runs teacher-forced under the output head.
+/// same layer of the decoder stack, which runs teacher-forced under the output head. With attention, the
+/// output head reads the attentional state h̃ of <see cref="LuongAttention"/> over the encoder's top-layer outputs
+/// instead of the decoder's, and the encoder's top layer gets the attention's gradient at every source step.
 /// </summary>
 internal sealed class EncoderDecoderNetwork : Network
 {
     private readonly RecurrentStack encoder, decoder;
     private readonly OutputHead head;
+    private readonly LuongAttention? attention;
     private readonly StateGradients bridge; // [L, B, H] training: gradients w.r.t. each decoder layer's initial h (and an LSTM's c)
     private readonly int layers, hidden;
+    private ArrayView<float> memory; // [S'·B, H] with attention: the encoder's top outputs (summed over a bidirectional encoder's directions), set by Encode
 
     public EncoderDecoderNetwork(DeviceBuffers buffers, ModelConfig config, int batch, int capacity, int sourceCapacity, bool training)
         : base(buffers, batch, capacity, sourceCapacity)
@@ -188,6 +192,7 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder = new RecurrentStack(buffers, config, encoder: true, batch, sourceCapacity, training);
         decoder = new RecurrentStack(buffers, config, encoder: false, batch, capacity, training);
         head = new OutputHead(buffers, config, batch, capacity);
+        attention = config.Attention == AttentionKind.None ? null : new LuongAttention(buffers, config, batch, capacity, sourceCapacity, training);
         long lbh = (long)layers * batch * config.Hidden;
         bridge = training ? new StateGradients(buffers.Floats(lbh), decoder.HasCellState ? buffers.Floats(lbh) : default) : StateGradients.None;
     }
@@ -198,9 +203,13 @@ internal sealed class EncoderDecoderNetwork : Network
 
     public override ArrayView<float> Logits => head.Logits;
 
+    /// <summary>The attention of the last <see cref="Decode"/>: its weights [s, B, S'] (row t·B + b) and S'; null without attention.</summary>
+    public (ArrayView<float> Weights, int SourceSteps)? AttentionWeights => attention is null ? null : (attention.Weights, attention.SourceSteps);
+
     /// <summary>
     /// Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's
     /// initial state; a bidirectional encoder's two final states (forward after the last token, reverse after the first) are summed.
+    /// With attention, the memory: the encoder's top outputs in time order (a bidirectional encoder's summed over the directions).
     /// </summary>
     public void Encode(RnnModel model, TokenWindow source)
     {
@@ -210,6 +219,11 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder.Forward(model, source, fromZero: true);
         encoder.UploadLastRows(k, source);
         int b = source.Batch;
+        if (attention is not null)
+        {
+            attention.SetSource(k, source);
+            memory = encoder.TopOutputs(k, source.Steps);
+        }
         for (int layer = 0; layer < layers; layer++)
         {
             for (int d = 0; d < encoder.Directions; d++)
@@ -225,7 +239,14 @@ internal sealed class EncoderDecoderNetwork : Network
     public int Decode(RnnModel model, TokenWindow window, bool withLoss)
     {
         decoder.Forward(model, window, fromZero: false);
-        return head.Forward(model, window, decoder.Fed(layers - 1, window.Steps), withLoss, Scalars);
+        return head.Forward(model, window, HeadInput(model, window), withLoss, Scalars);
+    }
+
+    /// <summary>What the output head reads: h̃ of the attention over the encoder's outputs, or the decoder's top-layer outputs.</summary>
+    private ArrayView<float> HeadInput(RnnModel model, TokenWindow window)
+    {
+        var top = decoder.Fed(layers - 1, window.Steps);
+        return attention is null ? top : attention.Forward(model, window.Batch, window.Steps, top, memory);
     }
 
     public override int Forward(RnnModel model, TokenWindow window, bool withLoss)
@@ -237,11 +258,23 @@ internal sealed class EncoderDecoderNetwork : Network
     public override void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window)
     {
         int s = window.Steps;
-        head.Backward(model, gradients, window, decoder.Fed(layers - 1, s), decoder.TopGradient(s));
+        var top = decoder.Fed(layers - 1, s);
+        if (attention is null)
+        {
+            head.Backward(model, gradients, window, top, decoder.TopGradient(s));
+        }
+        else
+        {
+            // h̃ is still in the attention's workspace from the forward; the attention then writes dH_dec and dM.
+            head.Backward(model, gradients, window, attention.Forwarded(window.Positions), attention.StateGradient(window.Positions));
+            attention.Backward(model, gradients, window.Batch, s, top, memory, decoder.TopGradient(s), encoder.TopGradient(attention.SourceSteps));
+            encoder.TopOutputsBackward(model.Device.Kernels, attention.SourceSteps); // a bidirectional encoder's memory is the sum of both directions
+        }
         // The decoder's initial states are the encoder's last true states: their gradients
-        // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step.
+        // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step,
+        // added under attention to the gradient of every source step's output.
         decoder.Backward(model, gradients, window, inject: StateGradients.None, initial: bridge);
-        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None);
+        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None, topGiven: attention is not null);
     }
 
     private static TokenWindow Source(TokenWindow window) =>

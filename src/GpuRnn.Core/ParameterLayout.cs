@@ -17,6 +17,13 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
 public sealed record CellParameters(ParameterTensor WeightIh, ParameterTensor WeightHh, ParameterTensor BiasIh, ParameterTensor BiasHh);
 
 /// <summary>
+/// An encoder–decoder's attention (README "Attention"): <c>attention.weight</c> W_a [H, H] (Luong general; null for
+/// dot) and <c>attention.combine.weight</c> W_c [H, 2H], which makes the attentional state h̃ = tanh(W_c [c; h])
+/// from the context c (its first H columns) and the decoder's top-layer output h (its last H).
+/// </summary>
+public sealed record AttentionParameters(AttentionKind Kind, ParameterTensor? Weight, ParameterTensor Combine);
+
+/// <summary>
 /// The parameter blocks of one stack of L layers of one cell, by layer; a bidirectional stack also has the reverse
 /// direction's blocks (<c>*_l{k}_reverse</c>), by layer, in <paramref name="Reverse"/> (empty otherwise).
 /// </summary>
@@ -38,7 +45,7 @@ public sealed record RnnStack(CellKind Cell, IReadOnlyList<CellParameters> Layer
 /// stacks, <c>encoder.rnn.*</c> and <c>decoder.rnn.*</c>, and <c>decoder.out.weight</c>/<c>decoder.out.bias</c>.
 /// A bidirectional stack (a classifier's, an encoder's) follows each layer's block with its reverse direction's,
 /// <c>*_l{k}_reverse</c> of the same shapes, and every layer above the first reads 2H inputs, as PyTorch lays them out;
-/// a bidirectional classifier's decoder reads [forward; reverse] final states, [C, 2H].
+/// a bidirectional classifier's decoder reads [forward; reverse] final states, [C, 2H]. With attention, <c>attention.*</c> (<see cref="AttentionParameters"/>) lie between the decoder stack and <c>decoder.out</c>.
 /// Gradients and optimizer slots use the same offsets.
 /// </summary>
 public sealed class ParameterLayout
@@ -64,7 +71,7 @@ public sealed class ParameterLayout
 
     private ParameterLayout(ModelConfig config, int outputs)
     {
-        var list = Build(config, outputs, out var encoder, out var stack);
+        var list = Build(config, outputs, out var encoder, out var stack, out var attention);
         V = config.Vocab;
         H = config.Hidden;
         L = config.Layers;
@@ -74,6 +81,7 @@ public sealed class ParameterLayout
         IsBidirectional = config.Bidirectional;
         Encoder = encoder;
         Stack = stack;
+        Attention = attention;
         Tensors = list;
         DecoderWeight = list[^2];
         DecoderBias = list[^1];
@@ -86,11 +94,11 @@ public sealed class ParameterLayout
     /// <summary>Parameters of <paramref name="config"/>, counted without the size limit (for the memory estimate of sizes that cannot be built).</summary>
     internal static long CountOf(ModelConfig config)
     {
-        var list = Build(config, config.Outputs, out _, out _);
+        var list = Build(config, config.Outputs, out _, out _, out _);
         return list[^1].Offset + list[^1].Length;
     }
 
-    private static List<ParameterTensor> Build(ModelConfig config, int outputs, out RnnStack? encoder, out RnnStack stack)
+    private static List<ParameterTensor> Build(ModelConfig config, int outputs, out RnnStack? encoder, out RnnStack stack, out AttentionParameters? attention)
     {
         int vocab = config.Vocab, hidden = config.Hidden, layers = config.Layers;
         if (vocab < 1)
@@ -103,6 +111,8 @@ public sealed class ParameterLayout
             throw new GpuRnnException($"the decoder needs at least 1 output (got {outputs})");
         if (config.Bidirectional && !config.IsClassifier && !config.EncoderDecoder)
             throw new GpuRnnException("a language model cannot be bidirectional: its reverse direction would read the tokens it predicts");
+        if (config.Attention != AttentionKind.None && !config.EncoderDecoder)
+            throw new GpuRnnException($"attention ({AttentionNames.Name(config.Attention)}) needs an encoder–decoder (pairs mode)");
         int rows = CellShapes.Gates(config.Cell) * hidden; // G = g·H
         var list = new List<ParameterTensor>();
         long offset = 0;
@@ -133,6 +143,13 @@ public sealed class ParameterLayout
         // The bidirectional stack is the classifier's or the encoder's; a decoder runs forward only.
         encoder = config.EncoderDecoder ? AddStack("encoder.rnn.", config.Directions) : null;
         stack = AddStack(config.EncoderDecoder ? "decoder.rnn." : "rnn.", config.EncoderDecoder ? 1 : config.Directions);
+        attention = config.Attention switch
+        {
+            AttentionKind.None => null,
+            AttentionKind.Dot => new AttentionParameters(AttentionKind.Dot, null, Add("attention.combine.weight", hidden, 2 * hidden)),
+            AttentionKind.General => new AttentionParameters(AttentionKind.General, Add("attention.weight", hidden, hidden), Add("attention.combine.weight", hidden, 2 * hidden)),
+            _ => throw new ArgumentOutOfRangeException(nameof(config), config.Attention, "unknown attention"),
+        };
         string head = config.EncoderDecoder ? "decoder.out." : "decoder.";
         Add(head + "weight", outputs, config.EncoderDecoder ? hidden : config.Directions * hidden);
         Add(head + "bias", outputs);
@@ -168,6 +185,9 @@ public sealed class ParameterLayout
 
     /// <summary>The stack that feeds the output layer: <c>rnn.*</c>, or <c>decoder.rnn.*</c> of an encoder–decoder.</summary>
     public RnnStack Stack { get; }
+
+    /// <summary>An encoder–decoder's attention parameters; null without attention.</summary>
+    public AttentionParameters? Attention { get; }
 
     /// <summary><c>decoder.weight</c> (<c>decoder.out.weight</c> of an encoder–decoder).</summary>
     public ParameterTensor DecoderWeight { get; }

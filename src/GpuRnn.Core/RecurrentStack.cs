@@ -216,6 +216,20 @@ internal sealed class RecurrentStack
         return sum;
     }
 
+    /// <summary>
+    /// Backward of <see cref="TopOutputs"/>: with the gradient w.r.t. the time-ordered top outputs written into
+    /// <see cref="TopGradient(int)"/> (the forward direction's, which reads them in time order), a bidirectional stack's reverse
+    /// direction gets the same gradient in its own order (1 launch: the sum's two terms each get all of it; padding rows,
+    /// which attention gives no gradient, get none). Nothing for a one-direction stack.
+    /// </summary>
+    public void TopOutputsBackward(DeviceKernels k, int steps)
+    {
+        if (directions == 1)
+            return;
+        int rows = steps * Batch;
+        k.GatherRows(rows, hidden, reversal, new RowBlock(TopGradient(0, steps), hidden, 0), accumulate: false, new RowBlock(TopGradient(1, steps), hidden, 0));
+    }
+
     /// <summary>The gradient w.r.t. the top layer's forward outputs, [s·B, H]: a head writes it before <see cref="Backward"/>.</summary>
     public ArrayView<float> TopGradient(int steps) => TopGradient(0, steps);
 
@@ -295,11 +309,12 @@ internal sealed class RecurrentStack
     /// gradient w.r.t. each direction's top outputs, unless <paramref name="inject"/> is given: then each
     /// layer's state at each sequence's last true step also receives inject[layer] (h through the
     /// output gradient, an LSTM's c through the direct path; the encoder of an encoder–decoder, whose
-    /// top layer gets nothing else), in both directions of a bidirectional stack (whose final states are
-    /// summed). With <paramref name="initial"/> (a forward-only stack), the gradients w.r.t. each layer's
-    /// initial state are written there.
+    /// top layer gets nothing else unless <paramref name="topGiven"/>: then inject[top] adds to the
+    /// <see cref="TopGradient(int, int)"/> written before, the gradient an attention passes to the encoder's outputs), in both
+    /// directions of a bidirectional stack (whose final states are summed). With <paramref name="initial"/> (a forward-only
+    /// stack), the gradients w.r.t. each layer's initial state are written there.
     /// </summary>
-    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, StateGradients inject, StateGradients initial)
+    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, StateGradients inject, StateGradients initial, bool topGiven = false)
     {
         if (!Training)
             throw new InvalidOperationException("this stack was built for inference: it has no gradient buffers.");
@@ -316,7 +331,7 @@ internal sealed class RecurrentStack
         {
             DropOut(k, d, layers - 1, p, backward: true); // the head's gradient is w.r.t. the dropped top outputs
             if (inject.IsValid)
-                k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), TopGradient(d, s));
+                k.LastStateBackward(p, b, hidden, lastRows, inject.H.SubView((layers - 1) * bh, bh), TopGradient(d, s), accumulate: topGiven);
         }
         for (int layer = layers - 1; layer >= 0; layer--)
         {
@@ -431,6 +446,29 @@ internal sealed class RecurrentStack
                 k.Clear(State(d, layer, 0));
                 if (cells[d].Length > 0)
                     k.Clear(CellState(d, layer, 0));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reorders the sequences' initial states: sequence b takes the state sequence <paramref name="rows"/>[b] had (beam
+    /// search: each hypothesis continues from its parent's). Through the host; for decoding, never the training step.
+    /// </summary>
+    public void GatherState(DeviceKernels k, IReadOnlyList<int> rows)
+    {
+        if (directions == 2)
+            throw new InvalidOperationException("only a forward-only stack (a decoder) continues from reordered states.");
+        int bh = Batch * hidden;
+        var before = new float[bh];
+        var after = new float[bh];
+        for (int layer = 0; layer < layers; layer++)
+        {
+            foreach (var state in cells[0].Length > 0 ? new[] { State(layer, 0), CellState(layer, 0) } : [State(layer, 0)])
+            {
+                k.Download(state, before);
+                for (int b = 0; b < Batch; b++)
+                    before.AsSpan(rows[b] * hidden, hidden).CopyTo(after.AsSpan(b * hidden, hidden));
+                k.Upload<float>(after, state);
             }
         }
     }

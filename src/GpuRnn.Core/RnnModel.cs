@@ -21,7 +21,9 @@ namespace GpuRnn;
 /// last true token (PyTorch's <c>bidirectional=True</c> on packed sequences): the layer above reads [forward; reverse] (2H).
 /// Not for a language model, which would see the future.
 /// </param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman, float Dropout = 0f, bool Bidirectional = false)
+/// <param name="Attention">An encoder–decoder's attention over the encoder's top-layer outputs (Luong dot or general; none by default).</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman, float Dropout = 0f, bool Bidirectional = false,
+    AttentionKind Attention = AttentionKind.None)
 {
     /// <summary>Directions of the bidirectional stack: 2 when <see cref="Bidirectional"/>, else 1.</summary>
     public int Directions => Bidirectional ? 2 : 1;

@@ -153,7 +153,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
             int row = b;
             var src = Enumerable.Range(0, source.Lengths[b]).Select(t => source.Inputs[t * B + row]).ToArray();
             var tgt = Enumerable.Range(1, window.Lengths[b] - 1).Select(t => window.Inputs[t * B + row]).ToArray(); // after <bos>
-            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell, bidirectional,
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell, bidirectional: bidirectional,
                 encoderDrop: (k, t) => k < layers - 1 ? Factors(hidden, update, true, k, t, row) : null,
                 encoderDropReverse: (k, j) => k < layers - 1 ? Factors(hidden, update, true, k, j, row, direction: 1) : null,
                 decoderDrop: (k, t) => Factors(hidden, update, false, k, t, row));

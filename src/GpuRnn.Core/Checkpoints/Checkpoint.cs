@@ -124,6 +124,7 @@ public sealed class Checkpoint
                 ["task"] = c.IsClassifier ? "classifier" : c.EncoderDecoder ? "seq2seq" : "lm",
                 ["mode"] = ModeName(mode),
                 ["cell"] = CellName(c.Cell),
+                ["attention"] = AttentionNames.Name(c.Attention),
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
@@ -235,7 +236,12 @@ public sealed class Checkpoint
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
         if (bidirectional && labels is null && !encoderDecoder)
             throw Bad("the tensors have '*_reverse' directions but no classifier labels: a language model cannot be bidirectional");
-        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, dropout, bidirectional);
+        // The attention from the tensors: attention.combine.weight (Luong), with attention.weight for general.
+        var attention = !shapes.ContainsKey("attention.combine.weight") ? AttentionKind.None
+            : shapes.ContainsKey("attention.weight") ? AttentionKind.General : AttentionKind.Dot;
+        if (attention != AttentionKind.None && !encoderDecoder)
+            throw Bad($"attention tensors in a model without an encoder (attention needs pairs mode)");
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, dropout, bidirectional, attention);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
         var layout = new ParameterLayout(config);

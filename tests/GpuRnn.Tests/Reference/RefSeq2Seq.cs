@@ -9,15 +9,31 @@ namespace GpuRnn.Tests.Reference;
 /// LSTM) after the last source token and is teacher-forced on
 /// [bos, target…] to predict [target…, eos] through <c>decoder.out</c>; the loss is the mean
 /// cross-entropy over those predictions. Backward runs through the decoder, into its initial states,
-/// and through the encoder. Written from the equations, sharing no code with the engine. A bidirectional
-/// encoder starts decoder layer k from the SUM of its layer k's forward final state and reverse final state
-/// (after reading the first token), h and c alike.
+/// and through the encoder. With Luong attention (dot or general) the output layer reads h̃_t = tanh(W_c [c_t; h_t]),
+/// c_t = Σ_j a_tj m_j over the encoder's top-layer outputs m_j, a_t = softmax_j(score(h_t, m_j)), score = h_t·m_j (dot)
+/// or h_t·W_a m_j (general), and the encoder's top layer gets the attention's gradient at every source step.
+/// A bidirectional encoder starts decoder layer k from the SUM of its layer k's forward final state and reverse final
+/// state (after reading the first token), h and c alike, and its memory is the sum of both directions' top outputs at
+/// each source position, m_j = h→_j + h←_j, so each direction's top output gets all of dm_j. Dropout: the drop factors
+/// of RefStack.Forward per stack (the reverse direction's by its own step). Written from the equations, sharing no code
+/// with the engine.
 /// </summary>
 public static class RefSeq2Seq
 {
     public static (double Loss, int Count, Dictionary<string, double[]> Grads) ForwardBackward(
-        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman, bool bidirectional = false,
-        Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null, Func<int, int, double[]?>? encoderDropReverse = null)
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell = CellKind.Elman,
+        AttentionKind attention = AttentionKind.None, bool bidirectional = false,
+        Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null, Func<int, int, double[]?>? encoderDropReverse = null) =>
+        Run(p, vocab, hidden, layers, source, target, bos, eos, cell, attention, bidirectional, encoderDrop, decoderDrop, encoderDropReverse).Result;
+
+    /// <summary>The attention weights a_tj [target steps][source steps] of one pair (forward only).</summary>
+    public static double[][] AttentionWeights(Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos,
+        CellKind cell, AttentionKind attention, bool bidirectional = false) =>
+        Run(p, vocab, hidden, layers, source, target, bos, eos, cell, attention, bidirectional, null, null, null).Weights;
+
+    private static ((double Loss, int Count, Dictionary<string, double[]> Grads) Result, double[][] Weights) Run(
+        Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell, AttentionKind attention,
+        bool bidirectional, Func<int, int, double[]?>? encoderDrop, Func<int, int, double[]?>? decoderDrop, Func<int, int, double[]?>? encoderDropReverse)
     {
         int[] decIn = [bos, .. target];
         int[] decOut = [.. target, eos];
@@ -29,13 +45,20 @@ public static class RefSeq2Seq
         var c0 = Enumerable.Range(0, layers).Select(k => Sum(enc.FinalC(k), bidirectional ? enc.ReverseFinalC(k) : null)).ToArray();
         var dec = decoder.Forward(p, decIn, h0, c0, drop: decoderDrop);
 
-        int n = decIn.Length;
+        int n = decIn.Length, s = source.Length;
+        // The memory m_j [H] (the encoder's top layer, an encoder's top is never dropped).
+        var mem = Enumerable.Range(0, s).Select(j => Sum(enc.TopOutput(j), bidirectional ? enc.ReverseTopOutput(j) : null)).ToArray();
         var w = p["decoder.out.weight"]; // [V, H]
         var dTop = new double[n][];
+        var dMem = attention == AttentionKind.None ? null : Enumerable.Range(0, s).Select(_ => new double[hidden]).ToArray();
+        var weights = new double[n][];
         double loss = 0;
         for (int t = 0; t < n; t++)
         {
-            var h = dec.TopOutput(t);
+            var top = dec.TopOutput(t);
+            var att = attention == AttentionKind.None ? null : Attend(p, hidden, attention, top, mem);
+            weights[t] = att?.A ?? [];
+            var h = att?.State ?? top;
             var logits = new double[vocab];
             for (int c = 0; c < vocab; c++)
             {
@@ -56,12 +79,108 @@ public static class RefSeq2Seq
                     dTop[t][j] += w[c * hidden + j] * d;
                 }
             }
+            if (att is not null)
+                dTop[t] = AttendBackward(p, g, hidden, attention, top, mem, att, dTop[t], dMem!);
         }
         var (dH0, dC0) = decoder.Backward(p, g, dec, dTop);
-        // The encoder's only gradient: each layer's last state (both directions' of a bidirectional one) started the decoder layer.
-        encoder.Backward(p, g, enc, null, dH0, dC0);
-        return (loss, n, g);
+        // Each encoder layer's last state started the decoder layer; with attention, every top-layer output was read too.
+        encoder.Backward(p, g, enc, dMem, dH0, dC0, dTopReverse: bidirectional ? dMem : null);
+        return ((loss, n, g), weights);
+    }
+
+    private sealed record Attended(double[] Q, double[] A, double[] Context, double[] State);
+
+    /// <summary>q = h (dot) or q_i = Σ_k h_k·W_a[k, i] (general); a = softmax_j(q·m_j); c = Σ_j a_j m_j; h̃ = tanh(W_c [c; h]).</summary>
+    private static Attended Attend(Dictionary<string, double[]> p, int hidden, AttentionKind attention, double[] h, double[][] mem)
+    {
+        int s = mem.Length;
+        var q = h;
+        if (attention == AttentionKind.General)
+        {
+            var wa = p["attention.weight"];
+            q = new double[hidden];
+            for (int i = 0; i < hidden; i++)
+                for (int k = 0; k < hidden; k++)
+                    q[i] += h[k] * wa[k * hidden + i];
+        }
+        var scores = Enumerable.Range(0, s).Select(j => Dot(q, mem[j])).ToArray();
+        double max = scores.Max(), sum = scores.Sum(x => Math.Exp(x - max));
+        var a = scores.Select(x => Math.Exp(x - max) / sum).ToArray();
+        var context = new double[hidden];
+        for (int j = 0; j < s; j++)
+            for (int k = 0; k < hidden; k++)
+                context[k] += a[j] * mem[j][k];
+        var wc = p["attention.combine.weight"]; // [H, 2H]
+        var state = new double[hidden];
+        for (int i = 0; i < hidden; i++)
+        {
+            double z = 0;
+            for (int k = 0; k < hidden; k++)
+                z += wc[i * 2 * hidden + k] * context[k] + wc[i * 2 * hidden + hidden + k] * h[k];
+            state[i] = Math.Tanh(z);
+        }
+        return new Attended(q, a, context, state);
+    }
+
+    /// <summary>From dh̃: adds dW_c (and dW_a) into g and dm_j into dMem; returns dh.</summary>
+    private static double[] AttendBackward(Dictionary<string, double[]> p, Dictionary<string, double[]> g, int hidden, AttentionKind attention, double[] h,
+        double[][] mem, Attended att, double[] dState, double[][] dMem)
+    {
+        int s = mem.Length;
+        var wc = p["attention.combine.weight"];
+        var gc = g["attention.combine.weight"];
+        var dh = new double[hidden];
+        var dc = new double[hidden];
+        for (int i = 0; i < hidden; i++)
+        {
+            double dz = dState[i] * (1 - att.State[i] * att.State[i]);
+            for (int k = 0; k < hidden; k++)
+            {
+                gc[i * 2 * hidden + k] += dz * att.Context[k];
+                gc[i * 2 * hidden + hidden + k] += dz * h[k];
+                dc[k] += dz * wc[i * 2 * hidden + k];
+                dh[k] += dz * wc[i * 2 * hidden + hidden + k];
+            }
+        }
+        var da = Enumerable.Range(0, s).Select(j => Dot(dc, mem[j])).ToArray();
+        double weighted = Enumerable.Range(0, s).Sum(j => att.A[j] * da[j]);
+        var dq = new double[hidden];
+        for (int j = 0; j < s; j++)
+        {
+            double ds = att.A[j] * (da[j] - weighted);
+            var m = mem[j];
+            for (int k = 0; k < hidden; k++)
+            {
+                dMem[j][k] += att.A[j] * dc[k] + ds * att.Q[k];
+                dq[k] += ds * m[k];
+            }
+        }
+        if (attention == AttentionKind.Dot)
+        {
+            for (int k = 0; k < hidden; k++)
+                dh[k] += dq[k];
+            return dh;
+        }
+        var wa = p["attention.weight"];
+        var ga = g["attention.weight"];
+        for (int k = 0; k < hidden; k++)
+        {
+            for (int i = 0; i < hidden; i++)
+            {
+                dh[k] += wa[k * hidden + i] * dq[i];
+                ga[k * hidden + i] += h[k] * dq[i];
+            }
+        }
+        return dh;
     }
 
     private static double[] Sum(double[] a, double[]? b) => b is null ? a : [.. a.Select((x, i) => x + b[i])];
+
+    private static double Dot(double[] x, double[] y)
+    {
+        double sum = 0;
+        for (int i = 0; i < x.Length; i++)
+            sum += x[i] * y[i];
+        return sum;
+    }
 }
