@@ -18,12 +18,12 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
         return SequenceBatcher.Pairs(Seqs(sourceLength), Seqs(4), B, bos: 2, eos: 3, seed: 1);
     }
 
-    private RnnModel Model(CellKind cell, AttentionKind attention, int layers = 1) =>
-        new(Device, new ModelConfig(Vocab, Hidden, layers, EncoderDecoder: true, Cell: cell, Attention: attention), seed: 3);
+    private RnnModel Model(CellKind cell, AttentionKind attention, int layers = 1, bool bidirectional = false) =>
+        new(Device, new ModelConfig(Vocab, Hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention), seed: 3);
 
-    private long LaunchesPerStep(CellKind cell, AttentionKind attention, int sourceLength)
+    private long LaunchesPerStep(CellKind cell, AttentionKind attention, int sourceLength, bool bidirectional = false)
     {
-        using var model = Model(cell, attention);
+        using var model = Model(cell, attention, bidirectional: bidirectional);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
         return TrainerTests.SteadyAllocation(Device, trainer, Pairs(sourceLength), 2).LaunchesPerStep;
     }
@@ -32,19 +32,21 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
     /// Attention runs over all decoder steps at once: it adds a fixed number of launches per training step whatever
     /// the source and target lengths. Forward: scores, masked softmax, context, the two halves of W_c, tanh (+ Q = H·W_a
     /// for general) = 6 (7); backward: tanh, dW_c twice, dC, dH, dA, dM, masked softmax, dQ, dM again (+ dH += dQ·W_aᵀ
-    /// and dW_a) = 10 (12).
+    /// and dW_a) = 10 (12). A bidirectional encoder's memory is the sum of its directions' top outputs: 2 launches more
+    /// forward (copy, reversed add) and 1 backward (dM reversed into the reverse direction's gradient).
     /// </summary>
     [Test]
-    public void AttentionAddsAFixedNumberOfLaunchesPerStep([Values] CellKind cell)
+    public void AttentionAddsAFixedNumberOfLaunchesPerStep([Values] CellKind cell, [Values] bool bidirectional)
     {
+        int memory = bidirectional ? 2 + 1 : 0;
         foreach (int sourceLength in new[] { 2, 9 })
         {
-            long none = LaunchesPerStep(cell, AttentionKind.None, sourceLength);
-            long dot = LaunchesPerStep(cell, AttentionKind.Dot, sourceLength);
-            long general = LaunchesPerStep(cell, AttentionKind.General, sourceLength);
-            TestContext.Out.WriteLine($"{cell} L=1, source {sourceLength}, target 5 steps: {none} launches per step without attention, {dot} with dot, {general} with general");
-            Assert.That(dot - none, Is.EqualTo(6 + 10), "dot");
-            Assert.That(general - none, Is.EqualTo(7 + 12), "general");
+            long none = LaunchesPerStep(cell, AttentionKind.None, sourceLength, bidirectional);
+            long dot = LaunchesPerStep(cell, AttentionKind.Dot, sourceLength, bidirectional);
+            long general = LaunchesPerStep(cell, AttentionKind.General, sourceLength, bidirectional);
+            TestContext.Out.WriteLine($"{cell} L=1{(bidirectional ? " bidirectional" : "")}, source {sourceLength}, target 5 steps: {none} launches per step without attention, {dot} with dot, {general} with general");
+            Assert.That(dot - none, Is.EqualTo(6 + 10 + memory), "dot");
+            Assert.That(general - none, Is.EqualTo(7 + 12 + memory), "general");
         }
     }
 

@@ -129,16 +129,20 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
         AssertGradients(trainer, model, grads, $"classifier {cell} bidirectional {bidirectional}");
     }
 
-    /// <summary>Encoder–decoder: the encoder drops between its layers only (its top layer's last states start the decoder undropped), the decoder between layers and before the head.</summary>
+    /// <summary>
+    /// Encoder–decoder: the encoder drops between its layers only (its top layer's last states start the decoder undropped, and
+    /// attention reads its top outputs undropped), the decoder between layers and before the head (with attention, the dropped
+    /// top outputs are what the attention reads); with a bidirectional encoder too.
+    /// </summary>
     [Test]
-    public void EncoderDecoderMatchesTheReference([Values] CellKind cell, [Values] bool bidirectional)
+    public void EncoderDecoderMatchesTheReference([Values] CellKind cell, [Values] bool bidirectional, [Values(AttentionKind.None, AttentionKind.General)] AttentionKind attention)
     {
         const int vocab = 8, hidden = 5, layers = 2, update = 6, bos = 2, eos = 3;
         var rng = new Random(13);
         int[][] Seqs(int start) => Enumerable.Range(0, B).Select(i => Enumerable.Range(0, start + i).Select(_ => 4 + rng.Next(vocab - 4)).ToArray()).ToArray();
         var sources = Seqs(2);
         var targets = Seqs(1);
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Dropout: P, Bidirectional: bidirectional), seed: 9);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Dropout: P, Bidirectional: bidirectional, Attention: attention), seed: 9);
         using var trainer = NewTrainer(model, update);
         var window = SequenceBatcher.Pairs(sources, targets, B, bos: bos, eos: eos, seed: 1).Next();
         trainer.ComputeGradients(window);
@@ -153,7 +157,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
             int row = b;
             var src = Enumerable.Range(0, source.Lengths[b]).Select(t => source.Inputs[t * B + row]).ToArray();
             var tgt = Enumerable.Range(1, window.Lengths[b] - 1).Select(t => window.Inputs[t * B + row]).ToArray(); // after <bos>
-            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell, bidirectional: bidirectional,
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, src, tgt, bos, eos, cell, attention, bidirectional,
                 encoderDrop: (k, t) => k < layers - 1 ? Factors(hidden, update, true, k, t, row) : null,
                 encoderDropReverse: (k, j) => k < layers - 1 ? Factors(hidden, update, true, k, j, row, direction: 1) : null,
                 decoderDrop: (k, t) => Factors(hidden, update, false, k, t, row));
@@ -167,7 +171,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
             for (int j = 0; j < g.Length; j++)
                 g[j] /= tokens;
         Assert.That(trainer.ReadLoss(), Is.EqualTo(loss / tokens).Within(1e-5 * loss / tokens));
-        AssertGradients(trainer, model, grads, $"encoder–decoder {cell} bidirectional {bidirectional}");
+        AssertGradients(trainer, model, grads, $"encoder–decoder {cell} bidirectional {bidirectional} attention {attention}");
     }
 
     /// <summary>

@@ -126,23 +126,31 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     /// encoder then gets a gradient at every source step. The bound is <see cref="AssertGradients"/>'s: the attention
     /// adds O(S + H) float32 terms per value to sums that already have more (the output layer's V, the recurrence's H per
     /// step), so 1e-5 relative to the tensor's largest gradient still holds (measured: at most 4.5e-6, LSTM general); a missing mask
-    /// fails every case.
+    /// fails every case. With a bidirectional encoder the memory is the sum of both directions' top outputs, so the
+    /// reverse direction's weights get the attention's gradient too (the reference's dTopReverse): a reverse direction left
+    /// without it fails every bidirectional case with attention.
     /// </summary>
-    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.None)]
-    [TestCase(2, 5, 8, CellKind.Elman, AttentionKind.None)]
-    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.None)]
-    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.None)]
-    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.Dot)]
-    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.General)]
-    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.Dot)]
-    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.General)]
-    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.Dot)]
-    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.General)]
-    public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab, CellKind cell, AttentionKind attention)
+    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.None, false)]
+    [TestCase(2, 5, 8, CellKind.Elman, AttentionKind.None, false)]
+    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.None, false)]
+    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.None, false)]
+    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.Dot, false)]
+    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.General, false)]
+    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.Dot, false)]
+    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.General, false)]
+    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.Dot, false)]
+    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.General, false)]
+    [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.General, true)]
+    [TestCase(1, 6, 9, CellKind.Gru, AttentionKind.General, true)]
+    [TestCase(1, 6, 9, CellKind.Lstm, AttentionKind.General, true)]
+    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.Dot, true)]
+    [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.General, true)]
+    [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.General, true)]
+    public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab, CellKind cell, AttentionKind attention, bool bidirectional)
     {
         var sources = Sequences(vocab, 20 + layers);
         var targets = Sequences(vocab, 30 + layers).Reverse().ToArray();
-        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Attention: attention), seed: 9);
+        using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention), seed: 9);
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f));
         var batcher = SequenceBatcher.Pairs(sources, targets, sources.Length + 1, bos: 2, eos: 3, seed: 1);
         trainer.ComputeGradients(batcher.Next());
@@ -153,7 +161,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
         int tokens = 0;
         for (int i = 0; i < sources.Length; i++)
         {
-            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, sources[i], targets[i], 2, 3, cell, attention);
+            var r = RefSeq2Seq.ForwardBackward(p, vocab, hidden, layers, sources[i], targets[i], 2, 3, cell, attention, bidirectional);
             loss += r.Loss * r.Count;
             tokens += r.Count;
             foreach (var (name, g) in r.Grads)
@@ -174,20 +182,25 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
             var got = trainer.GetGradient(t.Name);
             return Enumerable.Range(0, e.Length).Max(i => Math.Abs(got[i] - e[i])) / e.Max(Math.Abs);
         });
-        TestContext.Out.WriteLine($"{cell} {attention}: largest gradient error relative to its tensor's largest gradient {worst:G3}");
+        TestContext.Out.WriteLine($"{cell} {attention} bidirectional={bidirectional}: largest gradient error relative to its tensor's largest gradient {worst:G3}");
     }
 
-    [TestCase(AttentionKind.None)]
-    [TestCase(AttentionKind.Dot)]
-    [TestCase(AttentionKind.General)]
-    public void ReferenceEncoderDecoderMatchesFiniteDifferences(AttentionKind attention)
+    [TestCase(AttentionKind.None, CellKind.Elman, false)]
+    [TestCase(AttentionKind.Dot, CellKind.Elman, false)]
+    [TestCase(AttentionKind.General, CellKind.Elman, false)]
+    [TestCase(AttentionKind.General, CellKind.Elman, true)]
+    [TestCase(AttentionKind.General, CellKind.Gru, true)]
+    [TestCase(AttentionKind.General, CellKind.Lstm, true)]
+    [TestCase(AttentionKind.Dot, CellKind.Lstm, true)]
+    public void ReferenceEncoderDecoderMatchesFiniteDifferences(AttentionKind attention, CellKind cell, bool bidirectional)
     {
         const int v = 6, h = 3, layers = 2;
         var rng = new Random(4);
-        var config = new ModelConfig(v, h, layers, EncoderDecoder: true, Attention: attention);
+        var config = new ModelConfig(v, h, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention);
         var p = new ParameterLayout(config).Tensors.ToDictionary(t => t.Name, t => Enumerable.Range(0, (int)t.Length).Select(_ => rng.NextDouble() - 0.5).ToArray());
         int[] src = [4, 5, 1], tgt = [5, 4];
-        var (_, _, grads) = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3, CellKind.Elman, attention);
+        double Loss() => RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3, cell, attention, bidirectional).Loss;
+        var (_, _, grads) = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3, cell, attention, bidirectional);
         const double eps = 1e-6;
         foreach (var (name, values) in p)
         {
@@ -195,9 +208,9 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
             {
                 double keep = values[i];
                 values[i] = keep + eps;
-                double up = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3, CellKind.Elman, attention).Loss;
+                double up = Loss();
                 values[i] = keep - eps;
-                double down = RefSeq2Seq.ForwardBackward(p, v, h, layers, src, tgt, 2, 3, CellKind.Elman, attention).Loss;
+                double down = Loss();
                 values[i] = keep;
                 double numeric = (up - down) / (2 * eps);
                 Assert.That(grads[name][i], Is.EqualTo(numeric).Within(1e-7 + 1e-6 * Math.Abs(numeric)), $"{name}[{i}]");
