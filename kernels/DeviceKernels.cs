@@ -84,6 +84,7 @@ public sealed partial class DeviceKernels : IDisposable
         LoadDropout();
         LoadReverse();
         LoadAttention();
+        LoadAdditiveAttention();
     }
 
     /// <summary>Frees the kernels' own small device buffer (the accelerator frees the compiled kernels).</summary>

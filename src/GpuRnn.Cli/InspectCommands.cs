@@ -39,8 +39,8 @@ internal static class InspectCommands
                 stdout.WriteLine(FormattableString.Invariant($"dropout:    {c.Config.Dropout} (training only)"));
             if (layout.Attention is { } attention)
             {
-                var tensors = new[] { attention.Weight, attention.Combine }.OfType<ParameterTensor>().Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]");
-                stdout.WriteLine($"attention:  Luong {AttentionNames.Name(attention.Kind)}: {string.Join(", ", tensors)}");
+                var tensors = attention.Tensors.Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]");
+                stdout.WriteLine($"attention:  {AttentionNames.Title(attention.Kind)}: {string.Join(", ", tensors)}");
             }
             foreach (var tensor in layout.Tensors)
                 stdout.WriteLine($"tensor:     {tensor.Name} [{string.Join(", ", tensor.Shape)}]");

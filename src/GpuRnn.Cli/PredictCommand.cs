@@ -34,7 +34,7 @@ internal static class PredictCommand
             var c = Checkpoint.Load(r.GetValue(checkpoint)!);
             string? plot = r.GetValue(attentionPlot);
             if (plot is not null && c.Config.Attention == AttentionKind.None)
-                throw new GpuRnnException($"--attention-plot {plot}: {c.Source} has no attention (train with --mode pairs --attention dot or general)");
+                throw new GpuRnnException($"--attention-plot {plot}: {c.Source} has no attention (train with --mode pairs --attention dot, general or additive)");
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
             var lines = text.Split('\n');

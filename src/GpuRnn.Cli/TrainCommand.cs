@@ -38,7 +38,7 @@ internal static class TrainCommand
         var tokenizer = App.Opt("--tokenizer", "char or word.", "char");
         var sampleLength = App.Opt("--sample-length", "Characters (or words) of the sample printed at the end; 0 = none.", 300);
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
-        var attention = App.Opt("--attention", "pairs mode: none, dot or general (Luong attention over the encoder's outputs; README \"Attention\").", "none");
+        var attention = App.Opt("--attention", "pairs mode: none, dot, general (Luong attention over the encoder's outputs) or additive (Bahdanau: the context feeds each decoder step's input); README \"Attention\".", "none");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
         var dropout = App.Opt("--dropout", "Training only: drop each output of every layer with this probability as the layer above or the output layer reads it (kept ones × 1/(1−p)); 0 = off.", 0f);

@@ -14,17 +14,34 @@ public enum AttentionKind
 
     /// <summary>Luong general: score(h_t, m_j) = h_t · W_a m_j, W_a [H, H].</summary>
     General,
+
+    /// <summary>
+    /// Bahdanau additive: score(s, m_j) = v · tanh(W_q s + W_k m_j) with s the decoder's first-layer state before a step, whose
+    /// context enters that step's input (<see cref="AdditiveAttention"/>).
+    /// </summary>
+    Additive,
 }
 
 /// <summary>The names of <see cref="AttentionKind"/> on the command line and in <c>gpurnn.config</c>.</summary>
 public static class AttentionNames
 {
-    /// <summary><c>none</c>, <c>dot</c> or <c>general</c>.</summary>
+    /// <summary><c>none</c>, <c>dot</c>, <c>general</c> or <c>additive</c>.</summary>
     public static string Name(AttentionKind kind) => kind switch
     {
         AttentionKind.None => "none",
         AttentionKind.Dot => "dot",
         AttentionKind.General => "general",
+        AttentionKind.Additive => "additive",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown attention"),
+    };
+
+    /// <summary>The kind in words: <c>Luong dot</c>, <c>Luong general</c>, <c>Bahdanau additive</c> (<c>none</c>).</summary>
+    public static string Title(AttentionKind kind) => kind switch
+    {
+        AttentionKind.None => "none",
+        AttentionKind.Dot => "Luong dot",
+        AttentionKind.General => "Luong general",
+        AttentionKind.Additive => "Bahdanau additive",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown attention"),
     };
 
@@ -35,7 +52,8 @@ public static class AttentionNames
         "none" => AttentionKind.None,
         "dot" => AttentionKind.Dot,
         "general" => AttentionKind.General,
-        _ => throw new GpuRnnException($"--attention {name}: use none, dot or general"),
+        "additive" => AttentionKind.Additive,
+        _ => throw new GpuRnnException($"--attention {name}: use none, dot, general or additive"),
     };
 }
 
@@ -112,7 +130,7 @@ internal sealed class LuongAttention
         var k = model.Device.Kernels;
         var a = model.Layout.Attention!;
         int b = batch, s = steps, n = sourceSteps, h = hidden, p = s * b;
-        var wc = model.View(a.Combine);
+        var wc = model.View(a.Combine!);
         var q = top;
         if (kind == AttentionKind.General)
         {
@@ -141,8 +159,8 @@ internal sealed class LuongAttention
         var k = model.Device.Kernels;
         var a = model.Layout.Attention!;
         int b = batch, s = steps, n = sourceSteps, h = hidden, p = s * b;
-        var wc = model.View(a.Combine);
-        var gc = RnnModel.ViewOf(gradients, a.Combine);
+        var wc = model.View(a.Combine!);
+        var gc = RnnModel.ViewOf(gradients, a.Combine!);
         var w = weights.SubView(0, (long)p * n);
         var dw = dWeights.SubView(0, (long)p * n);
         var c = context.SubView(0, (long)p * h);

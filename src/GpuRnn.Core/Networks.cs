@@ -171,15 +171,17 @@ internal sealed class ClassifierNetwork(DeviceBuffers buffers, ModelConfig confi
 
 /// <summary>
 /// Encoder–decoder: the encoder stack reads the source; each layer's last true state starts the
-/// same layer of the decoder stack, which runs teacher-forced under the output head. With attention, the
+/// same layer of the decoder stack, which runs teacher-forced under the output head. With Luong attention, the
 /// output head reads the attentional state h̃ of <see cref="LuongAttention"/> over the encoder's top-layer outputs
-/// instead of the decoder's, and the encoder's top layer gets the attention's gradient at every source step.
+/// instead of the decoder's; with Bahdanau's (<see cref="AdditiveAttention"/>) the context enters each step of the
+/// decoder's first layer. Either way the encoder's top layer gets the attention's gradient at every source step.
 /// </summary>
 internal sealed class EncoderDecoderNetwork : Network
 {
     private readonly RecurrentStack encoder, decoder;
     private readonly OutputHead head;
     private readonly LuongAttention? attention;
+    private readonly AdditiveAttention? additive;
     private readonly StateGradients bridge; // [L, B, H] training: gradients w.r.t. each decoder layer's initial h (and an LSTM's c)
     private readonly int layers, hidden;
     private ArrayView<float> memory; // [S'·B, H] with attention: the encoder's top outputs (summed over a bidirectional encoder's directions), set by Encode
@@ -192,7 +194,9 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder = new RecurrentStack(buffers, config, encoder: true, batch, sourceCapacity, training);
         decoder = new RecurrentStack(buffers, config, encoder: false, batch, capacity, training);
         head = new OutputHead(buffers, config, batch, capacity);
-        attention = config.Attention == AttentionKind.None ? null : new LuongAttention(buffers, config, batch, capacity, sourceCapacity, training);
+        attention = config.Attention is AttentionKind.Dot or AttentionKind.General ? new LuongAttention(buffers, config, batch, capacity, sourceCapacity, training) : null;
+        additive = config.Attention == AttentionKind.Additive ? new AdditiveAttention(buffers, config, batch, capacity, sourceCapacity, training) : null;
+        decoder.StepInput = additive;
         long lbh = (long)layers * batch * config.Hidden;
         bridge = training ? new StateGradients(buffers.Floats(lbh), decoder.HasCellState ? buffers.Floats(lbh) : default) : StateGradients.None;
     }
@@ -204,7 +208,8 @@ internal sealed class EncoderDecoderNetwork : Network
     public override ArrayView<float> Logits => head.Logits;
 
     /// <summary>The attention of the last <see cref="Decode"/>: its weights [s, B, S'] (row t·B + b) and S'; null without attention.</summary>
-    public (ArrayView<float> Weights, int SourceSteps)? AttentionWeights => attention is null ? null : (attention.Weights, attention.SourceSteps);
+    public (ArrayView<float> Weights, int SourceSteps)? AttentionWeights =>
+        attention is not null ? (attention.Weights, attention.SourceSteps) : additive is not null ? (additive.Weights, additive.SourceSteps) : null;
 
     /// <summary>
     /// Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's
@@ -219,11 +224,10 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder.Forward(model, source, fromZero: true);
         encoder.UploadLastRows(k, source);
         int b = source.Batch;
-        if (attention is not null)
-        {
-            attention.SetSource(k, source);
+        if (attention is not null || additive is not null)
             memory = encoder.TopOutputs(k, source.Steps);
-        }
+        attention?.SetSource(k, source);
+        additive?.Prepare(model, source, memory);
         for (int layer = 0; layer < layers; layer++)
         {
             for (int d = 0; d < encoder.Directions; d++)
@@ -274,7 +278,13 @@ internal sealed class EncoderDecoderNetwork : Network
         // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step,
         // added under attention to the gradient of every source step's output.
         decoder.Backward(model, gradients, window, inject: StateGradients.None, initial: bridge);
-        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None, topGiven: attention is not null);
+        if (additive is not null)
+        {
+            // The decoder's steps have left dq and de per step; the first layer's states and dx are still there.
+            additive.Backward(model, gradients, s, decoder.FirstLayerInputStates(s), decoder.FirstLayerInputGradient(s), memory, encoder.TopGradient(additive.SourceSteps));
+            encoder.TopOutputsBackward(model.Device.Kernels, additive.SourceSteps);
+        }
+        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None, topGiven: attention is not null || additive is not null);
     }
 
     private static TokenWindow Source(TokenWindow window) =>

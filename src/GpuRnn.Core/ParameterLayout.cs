@@ -17,11 +17,19 @@ public sealed record ParameterTensor(string Name, int[] Shape, long Offset)
 public sealed record CellParameters(ParameterTensor WeightIh, ParameterTensor WeightHh, ParameterTensor BiasIh, ParameterTensor BiasHh);
 
 /// <summary>
-/// An encoder–decoder's attention (README "Attention"): <c>attention.weight</c> W_a [H, H] (Luong general; null for
+/// An encoder–decoder's attention (README "Attention"). Luong: <c>attention.weight</c> W_a [H, H] (general; null for
 /// dot) and <c>attention.combine.weight</c> W_c [H, 2H], which makes the attentional state h̃ = tanh(W_c [c; h])
-/// from the context c (its first H columns) and the decoder's top-layer output h (its last H).
+/// from the context c (its first H columns) and the decoder's top-layer output h (its last H). Bahdanau additive:
+/// <c>attention.query.weight</c> W_q [H, H], <c>attention.key.weight</c> W_k [H, H], <c>attention.score.weight</c> v [1, H]
+/// and <c>attention.context.weight</c> W_ctx [G, H] (G = the decoder cell's gates × H), which adds W_ctx c to the input
+/// term of the decoder's first layer.
 /// </summary>
-public sealed record AttentionParameters(AttentionKind Kind, ParameterTensor? Weight, ParameterTensor Combine);
+public sealed record AttentionParameters(AttentionKind Kind, ParameterTensor? Weight, ParameterTensor? Combine,
+    ParameterTensor? Query = null, ParameterTensor? Key = null, ParameterTensor? Score = null, ParameterTensor? Context = null)
+{
+    /// <summary>The kind's tensors in layout order.</summary>
+    public IEnumerable<ParameterTensor> Tensors => new[] { Weight, Combine, Query, Key, Score, Context }.OfType<ParameterTensor>();
+}
 
 /// <summary>
 /// The parameter blocks of one stack of L layers of one cell, by layer; a bidirectional stack also has the reverse
@@ -148,6 +156,8 @@ public sealed class ParameterLayout
             AttentionKind.None => null,
             AttentionKind.Dot => new AttentionParameters(AttentionKind.Dot, null, Add("attention.combine.weight", hidden, 2 * hidden)),
             AttentionKind.General => new AttentionParameters(AttentionKind.General, Add("attention.weight", hidden, hidden), Add("attention.combine.weight", hidden, 2 * hidden)),
+            AttentionKind.Additive => new AttentionParameters(AttentionKind.Additive, null, null, Query: Add("attention.query.weight", hidden, hidden),
+                Key: Add("attention.key.weight", hidden, hidden), Score: Add("attention.score.weight", 1, hidden), Context: Add("attention.context.weight", rows, hidden)),
             _ => throw new ArgumentOutOfRangeException(nameof(config), config.Attention, "unknown attention"),
         };
         string head = config.EncoderDecoder ? "decoder.out." : "decoder.";

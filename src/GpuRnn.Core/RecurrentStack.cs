@@ -18,6 +18,19 @@ internal readonly record struct StateGradients(ArrayView<float> H, ArrayView<flo
 }
 
 /// <summary>
+/// A term added to the first layer's input at each step that reads that layer's own state before the step (Bahdanau
+/// attention, <see cref="AdditiveAttention"/>): it makes the first layer run step by step on either recurrence path.
+/// </summary>
+internal interface IStepInput
+{
+    /// <summary>Step t: adds to the step's input term <paramref name="x"/> [B, G] from the first layer's state h_t <paramref name="state"/> [B, H].</summary>
+    void Forward(DeviceKernels k, int t, ArrayView<float> state, ArrayView<float> x);
+
+    /// <summary>Step t's backward from the step's input-side pre-activation gradient <paramref name="dx"/> [B, G]: adds the gradient w.r.t. h_t to <paramref name="dState"/> [B, H].</summary>
+    void Backward(DeviceKernels k, int t, ArrayView<float> dx, ArrayView<float> dState);
+}
+
+/// <summary>
 /// L layers of one cell run over the time steps of a window, forward and backward (DESIGN.md §3b): the
 /// only code with a loop over t. Owns the activations of one stack for windows of B sequences and up to
 /// T steps (allocated once; DESIGN.md §4): the input ids, each layer's states h_0 … h_T (and an LSTM's
@@ -161,6 +174,15 @@ internal sealed class RecurrentStack
     /// <summary>1, or 2 for a bidirectional stack.</summary>
     public int Directions => directions;
 
+    /// <summary>A term added to the first layer's input at every step from its own state (a decoder's additive attention); null: none.</summary>
+    public IStepInput? StepInput { get; set; }
+
+    /// <summary>The first layer's states h_0 … h_{s−1} (the states each step read), [s·B, H].</summary>
+    public ArrayView<float> FirstLayerInputStates(int steps) => states[0][0].SubView(0, steps * (long)Batch * hidden);
+
+    /// <summary>After <see cref="Backward"/>: the first layer's input-side pre-activation gradients, [s·B, G].</summary>
+    public ArrayView<float> FirstLayerInputGradient(int steps) => dAx.SubView(0, steps * (long)Batch * cell.Width);
+
     /// <summary>h_t of a layer of the forward direction, [B, H] (t = 0 is the carried-in state).</summary>
     public ArrayView<float> State(int layer, int t) => State(0, layer, t);
 
@@ -284,7 +306,8 @@ internal sealed class RecurrentStack
                 var keep = saved[d].Length == 0 ? default : saved[d][layer];
                 var hs = states[d][layer];
                 var cs = cells[d].Length == 0 ? default : cells[d][layer];
-                if (fused)
+                var stepInput = layer == 0 ? StepInput : null;
+                if (fused && stepInput is null)
                 {
                     cell.ForwardAll(k, b, s, w, hs.SubView(0, (s + 1) * bh), cs.IsValid ? cs.SubView(0, (s + 1) * bh) : default, xs,
                         keep.IsValid ? keep.SubView(0, s * bs) : default, held);
@@ -292,6 +315,7 @@ internal sealed class RecurrentStack
                 }
                 for (int t = 0; t < s; t++)
                 {
+                    stepInput?.Forward(k, t, State(d, layer, t), xs.SubView(t * bg, bg));
                     cell.Forward(k, b, w, State(d, layer, t), CellState(d, layer, t), xs.SubView(t * bg, bg),
                         keep.IsValid ? keep.SubView(t * bs, bs) : default, State(d, layer, t + 1), CellState(d, layer, t + 1), held, t);
                 }
@@ -345,20 +369,27 @@ internal sealed class RecurrentStack
                 // An LSTM's c gets its injected gradient at the window's end through the direct path; held
                 // steps pass it down to each sequence's last true step.
                 var carryIn = inject.C.IsValid ? inject.C.SubView(layer * bh, bh) : default;
-                if (fused)
+                var stepInput = layer == 0 ? StepInput : null;
+                if (stepInput is not null && !initial.IsValid)
+                    throw new InvalidOperationException("a step input reads the initial state: its backward needs the initial-state gradients.");
+                bool allSteps = fused && stepInput is null;
+                if (allSteps)
                 {
                     cell.BackwardAll(k, b, s, w, dHs, carryIn, hs.SubView(0, (s + 1) * bh), cs.IsValid ? cs.SubView(0, (s + 1) * bh) : default,
                         keep.IsValid ? keep.SubView(0, s * bs) : default, dAxs, dAhs, carry, held);
                 }
-                for (int t = fused ? -1 : s - 1; t >= 0; t--)
+                for (int t = allSteps ? -1 : s - 1; t >= 0; t--)
                 {
                     bool hasNext = t + 1 < s;
                     cell.Backward(k, b, hasNext, w, dAhs.SubView((hasNext ? t + 1 : 0) * bg, bg), dHs.SubView(t * bh, bh), hasNext ? carry : carryIn,
                         State(d, layer, t), State(d, layer, t + 1), CellState(d, layer, t), CellState(d, layer, t + 1), keep.IsValid ? keep.SubView(t * bs, bs) : default,
                         dAxs.SubView(t * bg, bg), dAhs.SubView(t * bg, bg), carry, held, t);
+                    if (t > 0)
+                        stepInput?.Backward(k, t, dAxs.SubView(t * bg, bg), dHs.SubView((t - 1) * bh, bh)); // h_t is step t − 1's output
                 }
                 if (initial.IsValid)
                     cell.InitialStateGradient(k, b, w, dAhs.SubView(0, bg), carry, initial.H.SubView(layer * bh, bh), initial.C.IsValid ? initial.C.SubView(layer * bh, bh) : default);
+                stepInput?.Backward(k, 0, dAxs.SubView(0, bg), initial.H.SubView(layer * bh, bh)); // step 0 read the initial state
                 // Into the layer below: a one-direction stack writes dH_below (w.r.t. what that layer fed this one) over this
                 // layer's (spent) dH; a bidirectional one writes d[joined] and splits it after both directions.
                 var dBelow = directions == 2 ? (layer > 0 ? dJoined[d].SubView(0, p * 2L * hidden) : default) : dHs;

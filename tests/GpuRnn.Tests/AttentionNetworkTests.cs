@@ -51,10 +51,34 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
     }
 
     /// <summary>
+    /// Bahdanau attention feeds each step's context into the next decoder step's input, so it needs launches per step:
+    /// 2 forward (scores with the softmax; the input) and 1 backward per decoder step, plus per window 2 forward (keys and
+    /// values of the memory) and 8 backward (dV, dW_ctx, dM, dK, dv, dW_k, dM again, dW_q): 3·T + 10, within the issue's
+    /// 4·T + 16 for the decoder layer it feeds, whatever the source length.
+    /// </summary>
+    [Test]
+    public void AdditiveAttentionLaunchesStayWithinTheStepBudget([Values] CellKind cell, [Values] bool bidirectional)
+    {
+        const int decoderSteps = 5; // bos + the 4 target tokens
+        int memory = bidirectional ? 2 + 1 : 0;
+        foreach (int sourceLength in new[] { 2, 9 })
+        {
+            long none = LaunchesPerStep(cell, AttentionKind.None, sourceLength, bidirectional);
+            long additive = LaunchesPerStep(cell, AttentionKind.Additive, sourceLength, bidirectional);
+            TestContext.Out.WriteLine($"{cell} L=1{(bidirectional ? " bidirectional" : "")}, source {sourceLength}, target {decoderSteps} steps: {none} launches per step without attention, {additive} with additive");
+            Assert.That(additive - none, Is.EqualTo(3 * decoderSteps + 10 + memory), "additive");
+            Assert.That(additive - none - memory, Is.LessThanOrEqualTo(4 * decoderSteps + 16), "4·T + 16 for the decoder layer it feeds");
+        }
+    }
+
+    /// <summary>
     /// As TrainerTests.SteadyStepAllocatesNoManagedMemoryOfItsOwn (its per-launch and per-copy bounds, Elman so that
     /// no launch carries a gated epilogue): host copies per step are the encoder's ids, scatter offsets and positions,
     /// lengths and last rows (5), the attention's source lengths (1), the decoder's ids, scatter lists and lengths (4)
-    /// and the targets (1).
+    /// and the targets (1). Additive attention's own kernels carry up to eleven views and their sizes, as many arguments as
+    /// the gated cells' step epilogues, so its 3 launches per decoder step and 2 per window get CellStackTests'
+    /// CpuBytesPerGatedStepLaunch (measured, Elman L = 2, 5 decoder steps: 26616 B per step against 26336 B with 240 B for
+    /// every launch, 27696 B with 320 B for those 17).
     /// </summary>
     [Test]
     public void SteadyStepAllocatesNoManagedMemoryOfItsOwn([Values] AttentionKind attention)
@@ -63,8 +87,11 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
         using var trainer = new Trainer(model, new OptimizerSettings(OptimizerKind.Adam, 0.01f, ClipNorm: 1f));
         var (perStep, launchesPerStep) = TrainerTests.SteadyAllocation(Device, trainer, Pairs(6), 3);
         const long copiesPerStep = 11;
+        const int decoderSteps = 5; // bos + the 4 target tokens
+        long additiveLaunches = attention == AttentionKind.Additive ? 3 * decoderSteps + 2 : 0;
         long bound = Device.Info.Kind == DeviceKind.Cpu
-            ? launchesPerStep * TrainerTests.CpuBytesPerLaunch + copiesPerStep * TrainerTests.CpuBytesPerCopy + TrainerTests.AllocationSlack
+            ? launchesPerStep * TrainerTests.CpuBytesPerLaunch + additiveLaunches * (CellStackTests.CpuBytesPerGatedStepLaunch - TrainerTests.CpuBytesPerLaunch)
+                + copiesPerStep * TrainerTests.CpuBytesPerCopy + TrainerTests.AllocationSlack
             : TrainerTests.GpuBytesPerStep;
         TestContext.Out.WriteLine($"{Spec} {attention}: {perStep} managed B per step, {launchesPerStep} launches, bound {bound} B");
         Assert.That(perStep, Is.LessThanOrEqualTo(bound), "managed bytes per steady-state step");
@@ -88,9 +115,25 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
         Assert.That(TrainingMemory.Bytes(with, B, t, 2, validation: false, s) - TrainingMemory.Bytes(plain, B, t, 2, validation: false, s), Is.EqualTo(expected));
     }
 
+    /// <summary>
+    /// Additive: lengths [B] ints; keys and dKeys [S·B, H], values and dValues [S·B, G] (G = 3H, GRU); query and dQuery [T·B, H];
+    /// weights and dScores [T·B, S]; parameters W_q, W_k [H, H], v [1, H], W_ctx [G, H].
+    /// </summary>
+    [Test]
+    public void MemoryEstimateCoversTheAdditiveAttention()
+    {
+        const int t = 7, s = 11, g = 3 * Hidden;
+        var plain = new ModelConfig(Vocab, Hidden, 2, EncoderDecoder: true, Cell: CellKind.Gru);
+        var with = plain with { Attention = AttentionKind.Additive };
+        long p = (long)B * t;
+        long parameters = 2 * Hidden * Hidden + Hidden + g * Hidden;
+        double expected = 4.0 * (B + 2 * (s * B * (Hidden + g)) + 2 * p * Hidden + 2 * p * s) + 4.0 * parameters * (2 + 2);
+        Assert.That(TrainingMemory.Bytes(with, B, t, 2, validation: false, s) - TrainingMemory.Bytes(plain, B, t, 2, validation: false, s), Is.EqualTo(expected));
+    }
+
     /// <summary>Two runs of the same step give the same loss and gradients to the last bit.</summary>
     [Test]
-    public void GradientsAreDeterministic([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    public void GradientsAreDeterministic([Values(AttentionKind.Dot, AttentionKind.General, AttentionKind.Additive)] AttentionKind attention)
     {
         float[][] Run()
         {
@@ -111,7 +154,7 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
     /// different lengths in one batch, so the mask holds in decoding too.
     /// </summary>
     [Test]
-    public void GreedyDecodingAgreesWithTheWholeWindow([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    public void GreedyDecodingAgreesWithTheWholeWindow([Values(AttentionKind.Dot, AttentionKind.General, AttentionKind.Additive)] AttentionKind attention)
     {
         const int bos = 2, eos = 3, maxLength = 6;
         using var model = Model(CellKind.Gru, attention, layers: 2);
@@ -179,7 +222,7 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
 
     /// <summary>A checkpoint keeps the attention: its tensors under their names, the kind in the config and from the tensors.</summary>
     [Test]
-    public void CheckpointKeepsTheAttention([Values(AttentionKind.Dot, AttentionKind.General)] AttentionKind attention)
+    public void CheckpointKeepsTheAttention([Values(AttentionKind.Dot, AttentionKind.General, AttentionKind.Additive)] AttentionKind attention)
     {
         using var model = Model(CellKind.Lstm, attention);
         var vocabulary = new Vocabulary(Vocabulary.Specials.Concat(Enumerable.Range(0, Vocab - Vocabulary.Specials.Count).Select(i => ((char)('a' + i)).ToString())));
@@ -190,8 +233,17 @@ public sealed class AttentionNetworkTests(string spec) : DeviceFixture(spec)
             var loaded = Checkpoint.Load(path);
             Assert.That(loaded.Config, Is.EqualTo(model.Config));
             using var copy = loaded.CreateModel(Device);
-            Assert.That(copy.GetTensor("attention.combine.weight"), Is.EqualTo(model.GetTensor("attention.combine.weight")).AsCollection);
-            Assert.That(copy.Layout["attention.combine.weight"].Shape, Is.EqualTo(new[] { Hidden, 2 * Hidden }));
+            foreach (var t in model.Layout.Attention!.Tensors)
+                Assert.That(copy.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, t.Name);
+            if (attention == AttentionKind.Additive)
+            {
+                Assert.That(copy.Layout["attention.context.weight"].Shape, Is.EqualTo(new[] { 4 * Hidden, Hidden }), "W_ctx [G, H] of an LSTM");
+                Assert.That(copy.Layout["attention.score.weight"].Shape, Is.EqualTo(new[] { 1, Hidden }));
+            }
+            else
+            {
+                Assert.That(copy.Layout["attention.combine.weight"].Shape, Is.EqualTo(new[] { Hidden, 2 * Hidden }));
+            }
         }
         finally
         {

@@ -216,7 +216,7 @@ public sealed class ModeCliTests : CliHarness
 
     /// <summary>--attention trains, is stored (info shows its tensors), predicts and draws its heat map; outside pairs mode it is a one-line error.</summary>
     [Test]
-    public void AttentionTrainsIsShownAndPredicts([Values("dot", "general")] string attention)
+    public void AttentionTrainsIsShownAndPredicts([Values("dot", "general", "additive")] string attention)
     {
         string path = P("pairs.tsv");
         File.WriteAllText(path, "ab\tba\nabc\tcba\nbca\tacb\ncab\tbac\nb\tb\nacab\tbaca\n");
@@ -225,7 +225,9 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(Checkpoint.Load(P("att.safetensors")).Config.Attention, Is.EqualTo(AttentionNames.Parse(attention)));
         var info = Run("info", "--checkpoint", P("att.safetensors"));
         Assert.That(info.Code, Is.EqualTo(0), info.Err);
-        Assert.That(info.Out, Does.Contain($"attention:  Luong {attention}: " + (attention == "general" ? "attention.weight [8, 8], " : "") + "attention.combine.weight [8, 16]"));
+        Assert.That(info.Out, Does.Contain(attention == "additive"
+            ? "attention:  Bahdanau additive: attention.query.weight [8, 8], attention.key.weight [8, 8], attention.score.weight [1, 8], attention.context.weight [8, 8]"
+            : $"attention:  Luong {attention}: " + (attention == "general" ? "attention.weight [8, 8], " : "") + "attention.combine.weight [8, 16]"));
         Assert.That(info.Out, Does.Contain($"\"attention\":\"{attention}\""));
         File.WriteAllText(P("sources.txt"), "abc\nca\n");
         var predict = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6", "--attention-plot", P("plots/att.png"));

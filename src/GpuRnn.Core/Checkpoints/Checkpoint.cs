@@ -236,8 +236,9 @@ public sealed class Checkpoint
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
         if (bidirectional && labels is null && !encoderDecoder)
             throw Bad("the tensors have '*_reverse' directions but no classifier labels: a language model cannot be bidirectional");
-        // The attention from the tensors: attention.combine.weight (Luong), with attention.weight for general.
-        var attention = !shapes.ContainsKey("attention.combine.weight") ? AttentionKind.None
+        // The attention from the tensors: attention.combine.weight (Luong), with attention.weight for general; attention.score.weight (Bahdanau).
+        var attention = shapes.ContainsKey("attention.score.weight") ? AttentionKind.Additive
+            : !shapes.ContainsKey("attention.combine.weight") ? AttentionKind.None
             : shapes.ContainsKey("attention.weight") ? AttentionKind.General : AttentionKind.Dot;
         if (attention != AttentionKind.None && !encoderDecoder)
             throw Bad($"attention tensors in a model without an encoder (attention needs pairs mode)");

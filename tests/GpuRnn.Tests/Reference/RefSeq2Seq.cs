@@ -11,7 +11,10 @@ namespace GpuRnn.Tests.Reference;
 /// cross-entropy over those predictions. Backward runs through the decoder, into its initial states,
 /// and through the encoder. With Luong attention (dot or general) the output layer reads h̃_t = tanh(W_c [c_t; h_t]),
 /// c_t = Σ_j a_tj m_j over the encoder's top-layer outputs m_j, a_t = softmax_j(score(h_t, m_j)), score = h_t·m_j (dot)
-/// or h_t·W_a m_j (general), and the encoder's top layer gets the attention's gradient at every source step.
+/// or h_t·W_a m_j (general), and the encoder's top layer gets the attention's gradient at every source step. With
+/// Bahdanau's (additive), the decoder's first layer at step t reads s = its own state h_t before the step:
+/// q = W_q s, e_j = v·tanh(q + W_k m_j), a = softmax_j(e), c = Σ_j a_j m_j, and W_ctx c is added to that step's input term;
+/// the output layer reads the decoder's top outputs.
 /// A bidirectional encoder starts decoder layer k from the SUM of its layer k's forward final state and reverse final
 /// state (after reading the first token), h and c alike, and its memory is the sum of both directions' top outputs at
 /// each source position, m_j = h→_j + h←_j, so each direction's top output gets all of dm_j. Dropout: the drop factors
@@ -43,21 +46,21 @@ public static class RefSeq2Seq
         var enc = encoder.Forward(p, source, drop: encoderDrop, dropReverse: encoderDropReverse);
         var h0 = Enumerable.Range(0, layers).Select(k => Sum(enc.FinalH(k), bidirectional ? enc.ReverseFinalH(k) : null)).ToArray();
         var c0 = Enumerable.Range(0, layers).Select(k => Sum(enc.FinalC(k), bidirectional ? enc.ReverseFinalC(k) : null)).ToArray();
-        var dec = decoder.Forward(p, decIn, h0, c0, drop: decoderDrop);
-
         int n = decIn.Length, s = source.Length;
         // The memory m_j [H] (the encoder's top layer, an encoder's top is never dropped).
         var mem = Enumerable.Range(0, s).Select(j => Sum(enc.TopOutput(j), bidirectional ? enc.ReverseTopOutput(j) : null)).ToArray();
+        var dMem = attention == AttentionKind.None ? null : Enumerable.Range(0, s).Select(_ => new double[hidden]).ToArray();
+        var bahdanau = attention == AttentionKind.Additive ? new Bahdanau(p, g, hidden, mem, dMem!, n) : null;
+        var dec = decoder.Forward(p, decIn, h0, c0, drop: decoderDrop, stepInput: bahdanau is null ? null : bahdanau.Forward);
         var w = p["decoder.out.weight"]; // [V, H]
         var dTop = new double[n][];
-        var dMem = attention == AttentionKind.None ? null : Enumerable.Range(0, s).Select(_ => new double[hidden]).ToArray();
         var weights = new double[n][];
         double loss = 0;
         for (int t = 0; t < n; t++)
         {
             var top = dec.TopOutput(t);
-            var att = attention == AttentionKind.None ? null : Attend(p, hidden, attention, top, mem);
-            weights[t] = att?.A ?? [];
+            var att = attention is AttentionKind.Dot or AttentionKind.General ? Attend(p, hidden, attention, top, mem) : null;
+            weights[t] = att?.A ?? bahdanau?.A[t] ?? [];
             var h = att?.State ?? top;
             var logits = new double[vocab];
             for (int c = 0; c < vocab; c++)
@@ -82,7 +85,7 @@ public static class RefSeq2Seq
             if (att is not null)
                 dTop[t] = AttendBackward(p, g, hidden, attention, top, mem, att, dTop[t], dMem!);
         }
-        var (dH0, dC0) = decoder.Backward(p, g, dec, dTop);
+        var (dH0, dC0) = decoder.Backward(p, g, dec, dTop, stepInputBackward: bahdanau is null ? null : bahdanau.Backward);
         // Each encoder layer's last state started the decoder layer; with attention, every top-layer output was read too.
         encoder.Backward(p, g, enc, dMem, dH0, dC0, dTopReverse: bidirectional ? dMem : null);
         return ((loss, n, g), weights);
@@ -172,6 +175,83 @@ public static class RefSeq2Seq
             }
         }
         return dh;
+    }
+
+    /// <summary>Bahdanau attention of one pair, step by step: the forward adds W_ctx c_t to the first decoder layer's input, the backward returns dh_t.</summary>
+    private sealed class Bahdanau(Dictionary<string, double[]> p, Dictionary<string, double[]> g, int hidden, double[][] mem, double[][] dMem, int steps)
+    {
+        private readonly double[][] state = new double[steps][], query = new double[steps][], context = new double[steps][];
+        private readonly double[][][] u = new double[steps][][]; // tanh(q_t + W_k m_j) per step and source position
+
+        /// <summary>a_t per decoder step.</summary>
+        public double[][] A { get; } = new double[steps][];
+
+        public double[] Forward(int t, double[] s)
+        {
+            var wq = p["attention.query.weight"];
+            var wk = p["attention.key.weight"];
+            var v = p["attention.score.weight"];
+            var wctx = p["attention.context.weight"]; // [G, H]
+            state[t] = s;
+            query[t] = Enumerable.Range(0, hidden).Select(i => Enumerable.Range(0, hidden).Sum(k => wq[i * hidden + k] * s[k])).ToArray();
+            u[t] = mem.Select(m => Enumerable.Range(0, hidden).Select(i => Math.Tanh(query[t][i] + Enumerable.Range(0, hidden).Sum(k => wk[i * hidden + k] * m[k]))).ToArray()).ToArray();
+            var e = u[t].Select(x => Dot(v, x)).ToArray();
+            double max = e.Max(), sum = e.Sum(x => Math.Exp(x - max));
+            A[t] = e.Select(x => Math.Exp(x - max) / sum).ToArray();
+            context[t] = new double[hidden];
+            for (int j = 0; j < mem.Length; j++)
+                for (int k = 0; k < hidden; k++)
+                    context[t][k] += A[t][j] * mem[j][k];
+            int gates = wctx.Length / hidden;
+            return Enumerable.Range(0, gates).Select(i => Enumerable.Range(0, hidden).Sum(k => wctx[i * hidden + k] * context[t][k])).ToArray();
+        }
+
+        public double[] Backward(int t, double[] dx)
+        {
+            var wq = p["attention.query.weight"];
+            var wk = p["attention.key.weight"];
+            var v = p["attention.score.weight"];
+            var wctx = p["attention.context.weight"];
+            int gates = dx.Length;
+            var dc = new double[hidden];
+            for (int i = 0; i < gates; i++)
+            {
+                for (int k = 0; k < hidden; k++)
+                {
+                    g["attention.context.weight"][i * hidden + k] += dx[i] * context[t][k];
+                    dc[k] += wctx[i * hidden + k] * dx[i];
+                }
+            }
+            var da = mem.Select(m => Dot(dc, m)).ToArray();
+            double weighted = Enumerable.Range(0, mem.Length).Sum(j => A[t][j] * da[j]);
+            var dq = new double[hidden];
+            for (int j = 0; j < mem.Length; j++)
+            {
+                double de = A[t][j] * (da[j] - weighted);
+                for (int i = 0; i < hidden; i++)
+                {
+                    dMem[j][i] += A[t][j] * dc[i];
+                    g["attention.score.weight"][i] += de * u[t][j][i];
+                    double dz = de * v[i] * (1 - u[t][j][i] * u[t][j][i]); // d(q + W_k m_j)_i
+                    dq[i] += dz;
+                    for (int k = 0; k < hidden; k++)
+                    {
+                        g["attention.key.weight"][i * hidden + k] += dz * mem[j][k];
+                        dMem[j][k] += wk[i * hidden + k] * dz;
+                    }
+                }
+            }
+            var ds = new double[hidden];
+            for (int i = 0; i < hidden; i++)
+            {
+                for (int k = 0; k < hidden; k++)
+                {
+                    g["attention.query.weight"][i * hidden + k] += dq[i] * state[t][k];
+                    ds[k] += wq[i * hidden + k] * dq[i];
+                }
+            }
+            return ds;
+        }
     }
 
     private static double[] Sum(double[] a, double[]? b) => b is null ? a : [.. a.Select((x, i) => x + b[i])];

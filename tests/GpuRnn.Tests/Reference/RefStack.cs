@@ -82,10 +82,11 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
     /// from h0, c0 (per layer [H]; null = zeros); steps from <paramref name="length"/> on (default: none) hold.
     /// With <paramref name="drop"/> (and <paramref name="dropReverse"/> for the reverse direction, by its own step), layer k's
     /// output at step t is multiplied by drop(k, t) [H] (when not null) where the layer above and the head read it (dropout);
-    /// the recurrence and the final states use the undropped h.
+    /// the recurrence and the final states use the undropped h. With <paramref name="stepInput"/> (additive attention),
+    /// stepInput(t, h_t) [G] is added to the first layer's input term of step t, h_t the state that step reads.
     /// </summary>
     public RefStackRun Forward(Dictionary<string, double[]> p, int[] seq, double[][]? h0 = null, double[][]? c0 = null, int? length = null,
-        Func<int, int, double[]?>? drop = null, Func<int, int, double[]?>? dropReverse = null)
+        Func<int, int, double[]?>? drop = null, Func<int, int, double[]?>? dropReverse = null, Func<int, double[], double[]>? stepInput = null)
     {
         int n = seq.Length, len = length ?? n;
         if (bidirectional && (len != n || h0 is not null || c0 is not null))
@@ -97,7 +98,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
         for (int k = 0; k < layers; k++)
         {
             var below = k == 0 ? null : Enumerable.Range(0, n).Select(t => Input(run, k - 1, t)).ToArray();
-            forward[k] = LayerForward(p, k, "", seq, below, len, h0?[k], c0?[k]);
+            forward[k] = LayerForward(p, k, "", seq, below, len, h0?[k], c0?[k], k == 0 ? stepInput : null);
             if (reverse is not null)
                 reverse[k] = LayerForward(p, k, "_reverse", reversed, below?.Reverse().ToArray(), n, null, null);
         }
@@ -109,9 +110,10 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
     /// dTop[t]: gradient w.r.t. the top layer's h_t (or null); dTopReverse[t]: w.r.t. the top layer's reverse output at
     /// time t (bidirectional; or null); lastH[k], lastC[k]: gradient w.r.t. layer k's final h and c (or null), in both
     /// directions of a bidirectional stack. Returns the gradients w.r.t. each layer's initial h_0 and c_0 (forward).
+    /// <paramref name="stepInputBackward"/>(t, dAx_t) is the backward of Forward's stepInput: it returns the gradient w.r.t. h_t.
     /// </summary>
     public (double[][] DH0, double[][] DC0) Backward(Dictionary<string, double[]> p, Dictionary<string, double[]> g, RefStackRun run,
-        double[][]? dTop, double[][]? lastH = null, double[][]? lastC = null, double[][]? dTopReverse = null)
+        double[][]? dTop, double[][]? lastH = null, double[][]? lastC = null, double[][]? dTopReverse = null, Func<int, double[], double[]>? stepInputBackward = null)
     {
         int n = run.Inputs.Length;
         var dH0 = new double[layers][];
@@ -123,7 +125,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
         for (int k = layers - 1; k >= 0; k--)
         {
             var below = k == 0 ? null : Enumerable.Range(0, n).Select(t => Input(run, k - 1, t)).ToArray();
-            var (dBelow, dh0, dc0) = LayerBackward(p, g, k, "", run.Inputs, below, run.Forward[k], dAbove, lastH?[k], lastC?[k]);
+            var (dBelow, dh0, dc0) = LayerBackward(p, g, k, "", run.Inputs, below, run.Forward[k], dAbove, lastH?[k], lastC?[k], k == 0 ? stepInputBackward : null);
             dH0[k] = dh0;
             dC0[k] = dc0;
             if (run.Reverse is not null)
@@ -156,7 +158,8 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
         drop?.Invoke(k, t) is { } f ? x.Select((v, j) => v * f[j]).ToArray() : x;
 
     /// <summary>One direction of layer k over its own steps: tokens (layer 0) or the vectors <paramref name="below"/>; steps from <paramref name="length"/> on hold.</summary>
-    private RefLayerRun LayerForward(Dictionary<string, double[]> p, int k, string suffix, int[] tokens, double[][]? below, int length, double[]? h0, double[]? c0)
+    private RefLayerRun LayerForward(Dictionary<string, double[]> p, int k, string suffix, int[] tokens, double[][]? below, int length, double[]? h0, double[]? c0,
+        Func<int, double[], double[]>? stepInput = null)
     {
         int n = tokens.Length;
         var (wIh, wHh, bIh, bHh) = Weights(p, k, suffix);
@@ -185,6 +188,12 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
             {
                 MultiplyAdd(wIh, below[t], a);
             }
+            if (stepInput is not null)
+            {
+                var extra = stepInput(t, hs[t]);
+                for (int i = 0; i < a.Length; i++)
+                    a[i] += extra[i];
+            }
             var b = (double[])bHh.Clone();
             MultiplyAdd(wHh, hs[t], b);
             (hs[t + 1], cs[t + 1]) = cell.Forward(a, b, hs[t], cs[t]);
@@ -199,7 +208,7 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
     /// dhLast, dcLast on its final state. Returns the gradient w.r.t. its inputs per own step (empty rows for layer 0) and its initial state.
     /// </summary>
     private (double[][] DBelow, double[] Dh0, double[] Dc0) LayerBackward(Dictionary<string, double[]> p, Dictionary<string, double[]> g, int k, string suffix,
-        int[] tokens, double[][]? below, RefLayerRun run, double[][] dOut, double[]? dhLast, double[]? dcLast)
+        int[] tokens, double[][]? below, RefLayerRun run, double[][] dOut, double[]? dhLast, double[]? dcLast, Func<int, double[], double[]>? stepInputBackward = null)
     {
         int n = tokens.Length, gh = cell.Gates * hidden, width = below?[0].Length ?? 0;
         var (wIh, wHh, _, _) = Weights(p, k, suffix);
@@ -244,6 +253,12 @@ public sealed class RefStack(CellKind cell, string prefix, int vocab, int hidden
             for (int i = 0; i < gh; i++)
                 for (int j = 0; j < hidden; j++)
                     dhNext[j] += wHh[i * hidden + j] * dAh[i];
+            if (stepInputBackward is not null)
+            {
+                var ds = stepInputBackward(t, dAx);
+                for (int j = 0; j < hidden; j++)
+                    dhNext[j] += ds[j];
+            }
             dcNext = dcPrev;
         }
         return (dBelow, dhNext, dcNext);
