@@ -206,7 +206,7 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     /// 5e-6). Key and score weights 8 times larger spread the keys and the weights, so the test measures the attention's
     /// backward, not that cancellation.
     /// </summary>
-    private static void SharpenAdditiveScores(RnnModel model)
+    internal static void SharpenAdditiveScores(RnnModel model)
     {
         foreach (var name in new[] { "attention.score.weight", "attention.key.weight" })
             model.SetTensor(name, model.GetTensor(name).Select(x => 8f * x).ToArray());
