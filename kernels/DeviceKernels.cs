@@ -81,6 +81,10 @@ public sealed partial class DeviceKernels : IDisposable
         LoadOptimizers();
         noLengths = accelerator.Allocate1D<int>(1);
         LoadLastState();
+        LoadDropout();
+        LoadReverse();
+        LoadAttention();
+        LoadAdditiveAttention();
     }
 
     /// <summary>Frees the kernels' own small device buffer (the accelerator frees the compiled kernels).</summary>

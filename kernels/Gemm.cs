@@ -10,19 +10,36 @@ namespace GpuRnn.Kernels;
 
 /// <summary>
 /// Shape of one row-major GEMM <c>C = α·op(A)·op(B) + β·C</c>: op(A) is [M, K], op(B) is [K, N], C is [M, N].
-/// A is stored [M, K] (or [K, M] when transposed), B is stored [K, N] (or [N, K] when transposed).
+/// A is stored [M, K] (or [K, M] when transposed), B is stored [K, N] (or [N, K] when transposed), each row
+/// of a stored matrix <see cref="Lda"/>, <see cref="Ldb"/>, <see cref="Ldc"/> elements after the last (tight
+/// unless <see cref="Strided"/> says otherwise). A batched GEMM (<see cref="Batched"/>) runs
+/// <see cref="Batch"/> such products in one launch, product z reading A, B and C from z·stride onwards, so a
+/// time-major [T, B, H] block is B matrices [T, H] with leading dimension B·H and batch stride H, read in place.
 /// The flags are ints because kernel parameters must be blittable (bool is not).
 /// </summary>
 public readonly struct GemmShape
 {
-    /// <summary>The shape of <c>op(A)·op(B)</c> with op(A) [M, K] and op(B) [K, N].</summary>
+    /// <summary>The shape of <c>op(A)·op(B)</c> with op(A) [M, K] and op(B) [K, N], tightly stored, one product.</summary>
     public GemmShape(int m, int n, int k, bool transA, bool transB)
+        : this(m, n, k, (transA ? 1 : 0) | (transB ? 2 : 0), transA ? m : k, transB ? k : n, n, 1, 0, 0, 0)
+    {
+    }
+
+    // Every field is an int and none is derived: the CPU accelerator copies a kernel's arguments into an object per
+    // launch (TrainerTests.CpuBytesPerLaunch), so the shape stays as small as the batched GEMM allows.
+    private GemmShape(int m, int n, int k, int flags, int lda, int ldb, int ldc, int batch, int strideA, int strideB, int strideC)
     {
         M = m;
         N = n;
         K = k;
-        TransposeA = transA ? 1 : 0;
-        TransposeB = transB ? 1 : 0;
+        Flags = flags;
+        Lda = lda;
+        Ldb = ldb;
+        Ldc = ldc;
+        Batch = batch;
+        StrideA = strideA;
+        StrideB = strideB;
+        StrideC = strideC;
     }
 
     /// <summary>Rows of op(A) and C.</summary>
@@ -34,32 +51,70 @@ public readonly struct GemmShape
     /// <summary>Inner dimension.</summary>
     public int K { get; }
 
+    /// <summary>Bit 0: A is stored transposed; bit 1: B is.</summary>
+    private int Flags { get; }
+
     /// <summary>1 when A is stored transposed ([K, M]).</summary>
-    public int TransposeA { get; }
+    public int TransposeA => Flags & 1;
 
     /// <summary>1 when B is stored transposed ([N, K]).</summary>
-    public int TransposeB { get; }
+    public int TransposeB => (Flags >> 1) & 1;
 
-    /// <summary>Leading dimension of A as stored.</summary>
-    public int Lda => TransposeA != 0 ? M : K;
+    /// <summary>Elements from one stored row of A to the next (K, or M when transposed, unless strided).</summary>
+    public int Lda { get; }
 
-    /// <summary>Leading dimension of B as stored.</summary>
-    public int Ldb => TransposeB != 0 ? K : N;
+    /// <summary>Elements from one stored row of B to the next (N, or K when transposed, unless strided).</summary>
+    public int Ldb { get; }
 
-    /// <summary>Elements A must hold.</summary>
-    public long ALength => (long)M * K;
+    /// <summary>Elements from one row of C to the next (N unless strided).</summary>
+    public int Ldc { get; }
+
+    /// <summary>Products in one launch (1 unless <see cref="Batched"/>).</summary>
+    public int Batch { get; }
+
+    /// <summary>Elements from one product's A to the next.</summary>
+    public int StrideA { get; }
+
+    /// <summary>Elements from one product's B to the next.</summary>
+    public int StrideB { get; }
+
+    /// <summary>Elements from one product's C to the next.</summary>
+    public int StrideC { get; }
+
+    /// <summary>This shape with the stored rows of A, B and C the given elements apart (each at least the stored row's width).</summary>
+    public GemmShape Strided(int lda, int ldb, int ldc) => new(M, N, K, Flags, lda, ldb, ldc, Batch, StrideA, StrideB, StrideC);
+
+    /// <summary>This shape run <paramref name="batch"/> times in one launch, product z at z·stride in each of A, B and C.</summary>
+    public GemmShape Batched(int batch, int strideA, int strideB, int strideC) => new(M, N, K, Flags, Lda, Ldb, Ldc, batch, strideA, strideB, strideC);
+
+    /// <summary>Elements A must hold: up to the last element of the last product.</summary>
+    public long ALength => Extent(TransposeA != 0 ? K : M, TransposeA != 0 ? M : K, Lda, StrideA);
 
     /// <summary>Elements B must hold.</summary>
-    public long BLength => (long)K * N;
+    public long BLength => Extent(TransposeB != 0 ? N : K, TransposeB != 0 ? K : N, Ldb, StrideB);
 
     /// <summary>Elements C must hold.</summary>
-    public long CLength => (long)M * N;
+    public long CLength => Extent(M, N, Ldc, StrideC);
 
-    /// <summary>op(A)[i, p], for i &lt; M and p &lt; K.</summary>
-    internal float A(ArrayView<float> a, int i, int p) => TransposeA != 0 ? a[(long)p * M + i] : a[(long)i * K + p];
+    /// <summary>True when no stored row is narrower than its matrix and the counts are positive.</summary>
+    internal bool Consistent =>
+        Lda >= (TransposeA != 0 ? M : K) && Ldb >= (TransposeB != 0 ? K : N) && Ldc >= N && Batch >= 1 && StrideA >= 0 && StrideB >= 0 && StrideC >= 0;
 
-    /// <summary>op(B)[p, j], for p &lt; K and j &lt; N.</summary>
-    internal float B(ArrayView<float> b, int p, int j) => TransposeB != 0 ? b[(long)j * K + p] : b[(long)p * N + j];
+    private long Extent(int rows, int columns, int ld, int stride) =>
+        rows == 0 || columns == 0 ? 0 : (Batch - 1L) * stride + (long)(rows - 1) * ld + columns;
+
+    // On the device the product is the grid's z index (GemmTiledKernel launches one z per product; 0 for one product).
+
+    /// <summary>op(A)[i, p] of this thread's product, for i &lt; M and p &lt; K.</summary>
+    internal float A(ArrayView<float> a, int i, int p) =>
+        a[(long)Grid.IdxZ * StrideA + (TransposeA != 0 ? (long)p * Lda + i : (long)i * Lda + p)];
+
+    /// <summary>op(B)[p, j] of this thread's product, for p &lt; K and j &lt; N.</summary>
+    internal float B(ArrayView<float> b, int p, int j) =>
+        b[(long)Grid.IdxZ * StrideB + (TransposeB != 0 ? (long)j * Ldb + p : (long)p * Ldb + j)];
+
+    /// <summary>Where C[i, j] of this thread's product is stored.</summary>
+    internal long C(int i, int j) => (long)Grid.IdxZ * StrideC + (long)i * Ldc + j;
 }
 
 /// <summary>
@@ -155,7 +210,7 @@ internal readonly struct GemmEpilogue(float alpha, float beta, int biasCount, in
 
     public void Apply(GemmShape s, int i, int j, float dot)
     {
-        long at = (long)i * s.N + j;
+        long at = s.C(i, j);
         float v = alpha * dot;
         if (beta != 0f)
             v += beta * c[at];
@@ -306,7 +361,7 @@ public sealed partial class DeviceKernels
         where TEpilogue : struct, IGemmEpilogue
     {
         var t = TilingFor(s.M, s.N);
-        kernel(GemmConfig(t, s.M, s.N), s, t.Micro, t.Depth, 0, a, b, epilogue);
+        kernel(GemmConfig(t, s.M, s.N, s.Batch), s, t.Micro, t.Depth, 0, a, b, epilogue);
     }
 
     /// <summary>
@@ -319,7 +374,7 @@ public sealed partial class DeviceKernels
     {
         var t = GateTiling;
         Require(s.N <= t.Micro * hidden, $"the gate tiling holds {t.Micro} gates of a unit, not {s.N / hidden}.");
-        kernel(GemmConfig(t, s.M, hidden * t.Micro), s, t.Micro, t.Depth, hidden, a, b, epilogue);
+        kernel(GemmConfig(t, s.M, hidden * t.Micro, 1), s, t.Micro, t.Depth, hidden, a, b, epilogue);
     }
 
     /// <summary>
@@ -329,15 +384,16 @@ public sealed partial class DeviceKernels
     /// </summary>
     public GemmTiling TilingFor(int m, int n) => LargeTiling.Groups(m, n) >= MinLargeGroups ? LargeTiling : SmallTiling;
 
-    /// <summary>Launch configuration of <paramref name="t"/> over an [M, N] output (shared memory only where <see cref="SharedTiles"/>).</summary>
-    private KernelConfig GemmConfig(GemmTiling t, int m, int n) =>
-        new(new Index2D(GemmTiling.DivUp(n, t.BlockColumns), GemmTiling.DivUp(m, t.BlockRows)),
-            new Index2D(t.ThreadsX, t.ThreadsY),
+    /// <summary>Launch configuration of <paramref name="t"/> over <paramref name="batch"/> [M, N] outputs, one per grid z (shared memory only where <see cref="SharedTiles"/>).</summary>
+    private KernelConfig GemmConfig(GemmTiling t, int m, int n, int batch) =>
+        new(new Index3D(GemmTiling.DivUp(n, t.BlockColumns), GemmTiling.DivUp(m, t.BlockRows), batch),
+            new Index3D(t.ThreadsX, t.ThreadsY, 1),
             SharedTiles ? SharedMemoryConfig.RequestDynamic<float>(t.SharedFloats) : SharedMemoryConfig.Empty);
 
     private static void RequireShape(GemmShape s)
     {
         Require(s.M > 0 && s.N > 0 && s.K >= 0, $"GEMM sizes must be positive (M={s.M}, N={s.N}, K={s.K}).");
+        Require(s.Consistent, $"GEMM strides must cover their rows (lda={s.Lda}, ldb={s.Ldb}, ldc={s.Ldc}, batch={s.Batch}).");
     }
 
     /// <summary><c>C = α·op(A)·op(B) + β·C</c> for row-major dense views.</summary>
@@ -358,6 +414,7 @@ public sealed partial class DeviceKernels
     internal void GemmGateTiled(GemmShape s, int hidden, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
     {
         RequireShape(s);
+        Require(s.Batch == 1, $"the gate tiling runs one product, not {s.Batch}.");
         Require(hidden > 0 && s.N <= GateTiling.Micro * hidden, $"gate tiling of N={s.N} columns needs 0 < N ≤ {GateTiling.Micro}·H (H={hidden}).");
         RequireLength(a, s.ALength, nameof(a));
         RequireLength(b, s.BLength, nameof(b));

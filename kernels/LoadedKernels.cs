@@ -93,7 +93,7 @@ public sealed partial class DeviceKernels
             .Where(p => p.PropertyType == typeof(GemmTiling))
             .Select(p => (p.Name, Tiling: (GemmTiling)p.GetValue(this)!))
             .DistinctBy(t => t.Tiling)
-            .Select(t => GroupOf(t.Name, GemmConfig(t.Tiling, 1, 1)))
+            .Select(t => GroupOf(t.Name, GemmConfig(t.Tiling, 1, 1, 1)))
             .ToList(),
         nameof(ReduceSumKernel) => [GroupOf(nameof(ReduceGroup), ReduceConfig)],
         nameof(FusedForwardKernel) or nameof(FusedBackwardKernel) => [new KernelGroup(nameof(FusedThreads), FusedThreads, 0)],

@@ -33,7 +33,17 @@ internal static class InspectCommands
             string task = c.Config.IsClassifier ? $"many-to-one classifier over {c.Config.Classes} classes"
                 : c.Config.EncoderDecoder ? "encoder–decoder" : "language model";
             stdout.WriteLine($"file:       {c.Source}");
-            stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            string directions = !c.Config.Bidirectional ? "" : c.Config.EncoderDecoder ? " (bidirectional encoder)" : " (bidirectional)";
+            stdout.WriteLine($"model:      {Checkpoint.CellTitle(c.Config.Cell)} {task}{directions} ({Checkpoint.ModeName(c.Mode)} data), L={c.Config.Layers} H={c.Config.Hidden} V={c.Config.Vocab}, {layout.Count:N0} parameters");
+            if (c.Config.Dropout > 0)
+                stdout.WriteLine(FormattableString.Invariant($"dropout:    {c.Config.Dropout} (training only)"));
+            if (layout.Attention is { } attention)
+            {
+                var tensors = attention.Tensors.Select(t => $"{t.Name} [{string.Join(", ", t.Shape)}]");
+                stdout.WriteLine($"attention:  {AttentionNames.Title(attention.Kind)}: {string.Join(", ", tensors)}");
+            }
+            foreach (var tensor in layout.Tensors)
+                stdout.WriteLine($"tensor:     {tensor.Name} [{string.Join(", ", tensor.Shape)}]");
             stdout.WriteLine($"tokenizer:  {Tokenizer.Name(c.Tokenizer)}");
             var shown = c.Vocabulary.Tokens.Take(24).Select(t => t.Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal));
             stdout.WriteLine($"vocabulary: {c.Vocabulary.Count} tokens: {string.Join(" ", shown)}{(c.Vocabulary.Count > 24 ? " …" : "")}");
@@ -42,6 +52,8 @@ internal static class InspectCommands
                 stdout.WriteLine($"training:   step {t.Step}, epoch {t.Epoch}, position {t.Position}; B={t.Batch} T={t.SeqLen}, {Checkpoint.OptimizerName(t.Optimizer.Kind)} lr={t.Optimizer.LearningRate} " +
                     $"momentum={t.Optimizer.Momentum} clip-norm={t.Optimizer.ClipNorm} clip-value={t.Optimizer.ClipValue}, val-fraction={t.ValFraction}, seed={t.Seed}" +
                     (double.IsNaN(t.BestValidationLoss) ? "" : $", best validation loss {t.BestValidationLoss:F4}"));
+                if (t.Schedule is { } s)
+                    stdout.WriteLine(FormattableString.Invariant($"schedule:   {s}; {t.Reductions} plateau reductions, {t.EvaluationsSinceBest} validations since the best"));
             }
             else
             {

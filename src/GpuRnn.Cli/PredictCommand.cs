@@ -16,14 +16,17 @@ internal static class PredictCommand
         var batch = App.Opt("--batch", "Classifiers: lines per batch.", 64);
         var device = App.Opt("--device", "auto, cuda, opencl or cpu, with an optional :index.", "auto");
         var recurrence = App.RecurrenceOpt();
+        var beam = App.Opt("--beam", "Encoder–decoders: beam width of a length-normalised beam search; 1 = greedy.", 1);
+        var attentionPlot = App.Opt<string?>("--attention-plot", "Encoder–decoders with attention: draw the first input's attention weights as a heat map into this PNG.");
         var cmd = new Command("predict", "For each input line: the label and its probability (classifier), the decoded target (encoder–decoder, greedy) or the model's continuation (language model).")
         {
-            input, length, temperature, seed, batch, device, recurrence,
+            input, length, temperature, seed, batch, device, recurrence, beam, attentionPlot,
         };
         checkpoint.AddTo(cmd);
         cmd.SetAction(r =>
         {
             TrainCommand.RequirePositive(r.GetValue(batch), "--batch");
+            TrainCommand.RequirePositive(r.GetValue(beam), "--beam");
             if (r.GetValue(length) < 0)
                 throw new GpuRnnException($"--length must be 0 or more (got {r.GetValue(length)})");
             new SamplingOptions(r.GetValue(temperature)).Validate();
@@ -31,6 +34,9 @@ internal static class PredictCommand
             var timeLoop = App.ParseRecurrence(r.GetValue(recurrence)!);
             using var gpu = GpuDevice.Open(r.GetValue(device)!);
             using var model = TextModel.Load(checkpoint.Path(r), gpu);
+            string? plot = r.GetValue(attentionPlot);
+            if (plot is not null && model.Config.Attention == AttentionKind.None)
+                throw new GpuRnnException($"--attention-plot {plot}: {checkpoint.Path(r)} has no attention (train with --mode pairs --attention dot, general or additive)");
             string? path = r.GetValue(input);
             string text = path is not null ? TextFile.Read(path) : stdin.ReadToEnd().Replace("\r\n", "\n", StringComparison.Ordinal);
             var lines = text.Split('\n');
@@ -44,8 +50,14 @@ internal static class PredictCommand
             }
             else if (model.Config.EncoderDecoder)
             {
-                foreach (string target in model.Translate(lines, r.GetValue(length), r.GetValue(batch)))
+                foreach (string target in model.Translate(lines, r.GetValue(length), r.GetValue(batch), r.GetValue(beam)))
                     stdout.WriteLine(OneLine(target));
+                if (plot is not null && lines.Length > 0)
+                {
+                    // The plot shows the greedy decoding's attention, also under --beam.
+                    var map = model.Attention(lines[0], r.GetValue(length));
+                    AttentionPlot.Save(plot, map.Source, map.Output, map.Weights);
+                }
             }
             else
             {

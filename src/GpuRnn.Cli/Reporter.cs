@@ -171,6 +171,9 @@ internal sealed class Reporter
         lastValidationStep = step;
     }
 
+    /// <summary>The learning rate of the update being reported (a schedule changes it).</summary>
+    public float LearningRate { get; set; }
+
     public void Step(long step, double loss, double smoothed)
     {
         History.AddStep(step, loss);
@@ -194,6 +197,7 @@ internal sealed class Reporter
             ["step"] = last.Step,
             ["loss"] = last.Loss,
             ["smoothed_loss"] = last.Smoothed,
+            ["lr"] = LearningRate,
             ["val_loss"] = v?.Loss,
         };
         if (v?.Metrics is { } m)
@@ -239,6 +243,7 @@ internal sealed class Reporter
             fields.Add(new(string.Create(inv, $"val {lv.Loss:F4}"), string.Create(inv, $"val {lv.Loss:F2}"), 4));
             fields.Add(new(string.Create(inv, $"ppl {Math.Exp(lv.Loss):F2}"), null, 8));
         }
+        fields.Add(new(string.Create(inv, $"lr {LearningRate:G3}"), null, 10));
         if (double.IsFinite(rate))
             fields.Add(new(string.Create(inv, $"{rate:N0} tok/s"), $"{StatusLine.Compact(rate)} tok/s", 7));
         fields.Add(new($"eta {StatusLine.Duration(EtaSeconds)}", null, 3));

@@ -38,12 +38,26 @@ internal static class TrainCommand
         var sampleLength = App.Opt("--length", "Tokens (characters or words) of the sample a language model prints after training, as `sample --length`; 0 = none.", 300);
         var temperature = App.Opt("--temperature", "Softmax temperature of that sample. The default 0.8 is a little more conservative than the model's own distribution (sample's default of 1), so a short run's preview reads better; 0 or less is greedy.", 0.8f);
         var mode = App.Opt("--mode", "stream (continuous text), lines (one sequence per line), labeled (label<TAB>text: many-to-one classifier), pairs (source<TAB>target: encoder–decoder).", "stream");
+        var attention = App.Opt("--attention", "pairs mode: none, dot, general (Luong attention over the encoder's outputs) or additive (Bahdanau: the context feeds each decoder step's input); README \"Attention\".", "none");
         var maxVocab = App.Opt("--max-vocab", "Keep the N most frequent tokens, the rest become <unk>; 0 = all.", 0);
         var minCount = App.Opt("--min-count", "Keep tokens seen at least N times, the rest become <unk>.", 1);
+        var dropout = App.Opt("--dropout", "Training only: drop each output of every layer with this probability as the layer above or the output layer reads it (kept ones × 1/(1−p)); 0 = off.", 0f);
+        var lrSchedule = App.Opt("--lr-schedule", "constant; step (× --lr-decay every --lr-decay-every steps after --lr-decay-after steps); cosine (to --lr-min over the run's steps); plateau (× --lr-decay after more than --plateau-patience evaluations without a new best validation loss).", "constant");
+        var lrDecay = App.Opt<double?>("--lr-decay", "Factor of each decay: default 0.97 for step (char-rnn's), 0.5 for plateau.");
+        var lrDecayAfter = App.Opt("--lr-decay-after", "step schedule: steps at --lr before the first decay.", 0L);
+        var lrDecayEvery = App.Opt<long?>("--lr-decay-every", "step schedule: steps between decays; default one epoch (char-rnn decays every epoch).");
+        var lrMin = App.Opt("--lr-min", "The lowest rate any schedule reaches (cosine's final rate).", 0.0);
+        var cosineSteps = App.Opt<long?>("--cosine-steps", "cosine schedule: the steps the cosine spans; default this run's total (give the final total to a first run you will extend with --resume).");
+        var plateauPatience = App.Opt("--plateau-patience", "plateau schedule: evaluations without improvement tolerated before each reduction.", 3);
+        var keepBest = App.Opt("--keep-best", "Also write the model of the best validation loss so far beside --out, as NAME.best.safetensors (weights, no resume state).", false);
+        var earlyStop = App.Opt("--early-stop", "Stop (exit 0) after N evaluations in a row without a new best validation loss; 0 = never.", 0);
+        var bidirectional = App.Opt("--bidirectional", "Read each sequence both ways (PyTorch's bidirectional=True): the classifier (--mode labeled) or the encoder (--mode pairs).", false);
         var cmd = new Command("train", "Train a recurrent model (Elman RNN, GRU or LSTM; language model, classifier or encoder–decoder) and save a checkpoint.")
         {
             data, cell, hidden, layers, batch, seqLen, steps, epochs, optimizer, lr, momentum, clipNorm, clipValue, seed, device, recurrence,
-            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, temperature, mode, maxVocab, minCount,
+            valFraction, evalEvery, checkpointEvery, output, init, resume, allowOtherData, log, json, tokenizer, sampleLength, temperature, mode, attention, maxVocab, minCount,
+            dropout, lrSchedule, lrDecay, lrDecayAfter, lrDecayEvery, lrMin, cosineSteps, plateauPatience, keepBest, earlyStop,
+            bidirectional,
         };
         cmd.SetAction(r =>
         {
@@ -78,8 +92,20 @@ internal static class TrainCommand
                 SampleLength = r.GetValue(sampleLength),
                 Temperature = r.GetValue(temperature),
                 Mode = Checkpoint.ParseMode(r.GetValue(mode)!),
+                Attention = AttentionNames.Parse(r.GetValue(attention)!),
                 MaxVocab = r.GetValue(maxVocab),
                 MinCount = r.GetValue(minCount),
+                Dropout = r.GetValue(dropout),
+                ScheduleKind = LearningRateSchedule.Parse(r.GetValue(lrSchedule)!),
+                LrDecay = r.GetValue(lrDecay),
+                LrDecayAfter = r.GetValue(lrDecayAfter),
+                LrDecayEvery = r.GetValue(lrDecayEvery),
+                LrMin = r.GetValue(lrMin),
+                CosineSteps = r.GetValue(cosineSteps),
+                PlateauPatience = r.GetValue(plateauPatience),
+                KeepBest = r.GetValue(keepBest),
+                EarlyStop = r.GetValue(earlyStop),
+                Bidirectional = r.GetValue(bidirectional),
                 Given = name => cmd.Options.First(o => o.Name == name) is { } o && App.Given(r, o),
                 Stop = stop,
             };
@@ -123,8 +149,20 @@ internal sealed class TrainRun
     public int SampleLength { get; init; }
     public float Temperature { get; init; }
     public DataMode Mode { get; set; }
+    public AttentionKind Attention { get; set; }
     public int MaxVocab { get; init; }
     public int MinCount { get; init; }
+    public float Dropout { get; set; }
+    public ScheduleKind ScheduleKind { get; init; }
+    public double? LrDecay { get; init; }
+    public long LrDecayAfter { get; init; }
+    public long? LrDecayEvery { get; init; }
+    public double LrMin { get; init; }
+    public long? CosineSteps { get; init; }
+    public int PlateauPatience { get; init; }
+    public bool KeepBest { get; init; }
+    public int EarlyStop { get; init; }
+    public bool Bidirectional { get; set; }
     public required Func<string, bool> Given { get; init; }
     /// <summary>Stops the run after the current step (with a resumable checkpoint); one that cannot be cancelled means "listen for SIGINT/SIGTERM".</summary>
     public CancellationToken Stop { get; init; }
@@ -151,7 +189,7 @@ internal sealed class TrainRun
         ModelConfig config = null!;
         var set = TrainingSet.Build(Mode, text, dataName, start, Tokenizer, MaxVocab, MinCount, ValFraction, Batch, SeqLen, Seed, (vocabulary, labels, longest, longestSource) =>
         {
-            config = start?.Config ?? new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell);
+            config = start is not null ? start.Config with { Dropout = Dropout } : new ModelConfig(vocabulary.Count, Hidden, Layers, labels?.Length ?? 0, Mode == DataMode.Pairs, Cell, Dropout, Bidirectional, Attention);
             TrainingMemory.EnsureFits(TrainingMemory.Bytes(config, Batch, longest, Optimizer.SlotNames.Count, ValFraction > 0, longestSource), target,
                 $"L={config.Layers} H={config.Hidden} V={config.Vocab} B={Batch} T={longest}");
             TrainingMemory.EnsureIndexable(config, Batch, Math.Max(longest, longestSource));
@@ -163,46 +201,76 @@ internal sealed class TrainRun
             throw new GpuRnnException($"{Resume} is at step {done.Step}, which already reaches the {total} steps asked for; give a larger --steps or --epochs");
 
         using var gpu = GpuDevice.Open(Device);
-        using var model = start is not null ? start.CreateModel(gpu) : new RnnModel(gpu, config, Seed);
+        using var model = start is not null ? start.CreateModel(gpu, Dropout) : new RnnModel(gpu, config, Seed);
         model.Recurrence = Recurrence;
-        using var trainer = new Trainer(model, Optimizer);
+        using var trainer = new Trainer(model, Optimizer) { DropoutSeed = Seed };
         double best = double.NaN;
+        int reductions = 0, sinceBest = 0;
+        var schedule = Resume is not null ? start!.Training!.Schedule ?? LearningRateSchedule.Constant : Schedule(total, batcher.StepsPerEpoch);
         if (Resume is not null)
         {
             start!.RestoreTrainer(trainer, model);
             batcher.Seek(start.Training!.Epoch, start.Training.Position);
             best = start.Training.BestValidationLoss;
+            (reductions, sinceBest) = (start.Training.Reductions, start.Training.EvaluationsSinceBest);
         }
         var history = Resume is not null ? start!.History ?? new TrainingHistory() : new TrainingHistory(); // a resumed run's plot covers the whole run
+        string bestPath = BestPath(Out);
         var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest), history);
         report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
-            $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}, {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}; {total} steps" +
+            $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}" + (model.Config.Dropout > 0 ? $" dropout={model.Config.Dropout}" : "") +
+            $", {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}" + (schedule.Kind != ScheduleKind.Constant ? $" ({LearningRateSchedule.Name(schedule.Kind)} schedule)" : "") + $"; {total} steps" +
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 
-        TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best);
+        TrainingState State() => new(trainer.StepCount, batcher.Epoch, batcher.Position, Batch, SeqLen, ValFraction, Optimizer, Seed, best,
+            schedule.Kind == ScheduleKind.Constant ? null : schedule, reductions, sinceBest);
         void Save() => report.Untimed(() => Checkpoint.Save(Out, model, vocab, Tokenizer, trainer, State(), Mode, set.Labels, dataIdentity, report.History));
         ClassifierMetrics? metrics = null;
         PairMetrics? pairMetrics = null;
+        long evaluatedAt = -1;
+        double? lastVal = null;
+        // An evaluation: a new best resets the count of evaluations without one (and, with --keep-best, is saved);
+        // otherwise the count grows, and the plateau schedule reduces the rate and --early-stop stops on it.
         double? Evaluate()
         {
+            if (evaluatedAt == trainer.StepCount)
+                return lastVal; // the end of a run whose last step was just evaluated
             var v = report.Untimed(() => set.Validate(trainer.Inference));
             if (v is null)
                 return null;
+            (evaluatedAt, lastVal) = (trainer.StepCount, v.Loss);
             report.Validated(trainer.StepCount, v);
             metrics = v.Metrics;
             pairMetrics = v.Pairs;
             if (double.IsNaN(best) || v.Loss < best)
-                best = v.Loss;
+            {
+                (best, sinceBest) = (v.Loss, 0);
+                if (KeepBest)
+                    report.Untimed(() => Checkpoint.Save(bestPath, model, vocab, Tokenizer, mode: Mode, labels: set.Labels, data: dataIdentity));
+                return v.Loss;
+            }
+            sinceBest++;
+            if (schedule.ReducesAfter(sinceBest))
+                reductions++;
+            EarlyStopped = EarlyStop > 0 && sinceBest >= EarlyStop;
             return v.Loss;
         }
 
         long firstStep = trainer.StepCount;
-        double smoothed = report.Run(() => Loop(trainer, model.Config.Outputs, batcher, total, report, Evaluate, Save, stop));
-        if (trainer.StepCount < total)
+        float Rate(long update) => schedule.Rate(Optimizer.LearningRate, update, reductions);
+        double smoothed = report.Run(() => Loop(trainer, model.Config.Outputs, batcher, total, report, Evaluate, Save, Rate, stop));
+        if (trainer.StepCount < total && !EarlyStopped)
             return Interrupted(stdout, report, trainer.StepCount, total, trainer.StepCount > firstStep ? Save : null);
-        // The end-of-run validation, unless the schedule just ran one at this step (same weights, same result).
-        double? finalVal = report.History.Evaluations is [.., var scheduled] && scheduled.Step == trainer.StepCount ? scheduled.Loss : Evaluate();
+        // The end-of-run validation (Evaluate returns the last result when the schedule just ran one at this step).
+        double? finalVal = Evaluate();
         Save();
+        if (EarlyStopped)
+        {
+            stdout.WriteLine(Json
+                ? System.Text.Json.JsonSerializer.Serialize(new { @event = "early_stop", step = trainer.StepCount, best_val_loss = best })
+                : FormattableString.Invariant($"early stop at step {trainer.StepCount} of {total}: {sinceBest} evaluations without a new best validation loss (best {best:F4}); kept {Out}") +
+                  (KeepBest ? $" and the best model {bestPath}" : ""));
+        }
         // Positions processed per step: B·T of a stream window, B·(longest line) of a padded batch at most; per second of training only.
         double tokensPerSecond = report.TokensPerSecond;
         string plot = Path.ChangeExtension(Out, ".loss.png");
@@ -227,6 +295,8 @@ internal sealed class TrainRun
             ["train_loss_smoothed"] = smoothed,
             ["val_loss"] = finalVal,
             ["best_val_loss"] = double.IsNaN(best) ? null : best,
+            ["best_checkpoint"] = KeepBest && File.Exists(bestPath) ? bestPath : null,
+            ["lr"] = trainer.LearningRate,
             ["perplexity"] = config.IsClassifier ? null : Math.Exp(finalVal ?? smoothed), // per target token for an encoder–decoder
             ["seconds"] = seconds,
             ["tokens_per_s"] = tokensPerSecond,
@@ -256,11 +326,11 @@ internal sealed class TrainRun
     /// cancelled <paramref name="stop"/> ends the loop after the current step, before <paramref name="total"/>.
     /// </remarks>
     private double Loop(Trainer trainer, int outputs, ITrainingData batcher, long total, Reporter report,
-        Func<double?> validate, Action save, CancellationToken stop)
+        Func<double?> validate, Action save, Func<long, float> rate, CancellationToken stop)
     {
         double smoothed = double.NaN;
         float ceiling = float.NaN; // set by the run's first step: see DivergenceCeiling
-        while (trainer.StepCount < total && !stop.IsCancellationRequested)
+        while (trainer.StepCount < total && !stop.IsCancellationRequested && !EarlyStopped)
         {
             var window = batcher.Next();
             trainer.ComputeGradients(window); // ComputeGradients + ApplyUpdate = Trainer.Step, with a check before the update
@@ -277,6 +347,7 @@ internal sealed class TrainRun
                     : FormattableString.Invariant($"the loss {loss:G4} is above {ceiling:G4}, 10 × the larger of this run's first loss and ln(outputs)");
                 throw new DivergedException($"training diverged at step {step}: {what}; {kept}. Try a lower --lr or --clip-norm 5");
             }
+            trainer.LearningRate = report.LearningRate = rate(step);
             trainer.ApplyUpdate();
             smoothed = double.IsNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
             if (EvalEvery > 0 && step % EvalEvery == 0)
@@ -309,6 +380,8 @@ internal sealed class TrainRun
         Same("--layers", Layers, c.Config.Layers, v => Layers = v);
         Same("--tokenizer", Tokenizer, c.Tokenizer, v => Tokenizer = v);
         Same("--mode", Mode, c.Mode, v => Mode = v);
+        Same("--bidirectional", Bidirectional, c.Config.Bidirectional, v => Bidirectional = v);
+        Same("--attention", AttentionNames.Name(Attention), AttentionNames.Name(c.Config.Attention), v => Attention = AttentionNames.Parse(v));
         if (Resume is null)
             return;
         var t = c.Training ?? throw new GpuRnnException($"{c.Source}: it holds no resume state (only weights); use --init to start from it");
@@ -322,16 +395,28 @@ internal sealed class TrainRun
         Same("--clip-norm", Optimizer.ClipNorm, t.Optimizer.ClipNorm, _ => { });
         Same("--clip-value", Optimizer.ClipValue, t.Optimizer.ClipValue, _ => { });
         Optimizer = t.Optimizer;
+        Same("--dropout", Dropout, c.Config.Dropout, v => Dropout = v);
+        var schedule = t.Schedule ?? LearningRateSchedule.Constant;
+        Same("--lr-schedule", LearningRateSchedule.Name(ScheduleKind), LearningRateSchedule.Name(schedule.Kind), _ => { });
+        foreach (string flag in new[] { "--lr-decay", "--lr-decay-after", "--lr-decay-every", "--lr-min", "--cosine-steps", "--plateau-patience" })
+        {
+            if (Given(flag))
+                throw new GpuRnnException($"{flag} conflicts with --resume: the run continues {c.Source}'s {LearningRateSchedule.Name(schedule.Kind)} schedule as saved");
+        }
     }
 
     private void Validate()
     {
+        if (Attention != AttentionKind.None && Mode != DataMode.Pairs)
+            throw new GpuRnnException($"--attention {AttentionNames.Name(Attention)}: attention reads an encoder's outputs; it needs --mode pairs, not {Checkpoint.ModeName(Mode)}");
         if (Directory.Exists(Out))
             throw new GpuRnnException($"--out {Out}: is a folder; give the checkpoint file to write, e.g. {Path.Combine(Out, "model.safetensors")}");
         if (DataPath is not null && SamePath(Out, DataPath))
             throw new GpuRnnException($"--out {Out}: is the training data (--data); give another checkpoint file");
         if (File.Exists(Out) && !(Resume is not null && SamePath(Out, Resume)) && !Checkpoint.IsCheckpointFile(Out))
             throw new GpuRnnException($"--out {Out}: exists and is not a GpuRnn checkpoint; refusing to overwrite it (give another --out or remove the file)");
+        if (Bidirectional && Mode is not (DataMode.Labeled or DataMode.Pairs))
+            throw new GpuRnnException($"--bidirectional needs --mode labeled or pairs: a language model (--mode {Checkpoint.ModeName(Mode)}) read backwards would see the tokens it predicts");
         TrainCommand.RequirePositive(Hidden, "--hidden");
         TrainCommand.RequirePositive(Layers, "--layers");
         TrainCommand.RequirePositive(Batch, "--batch");
@@ -349,7 +434,32 @@ internal sealed class TrainRun
             throw new GpuRnnException($"--length must be 0 or positive (got {SampleLength})");
         new SamplingOptions(Temperature).Validate();
         Optimizer.Validate();
+        if (!(Dropout >= 0f && Dropout < 1f))
+            throw new GpuRnnException($"--dropout must be in [0, 1) (got {Dropout})");
+        if (EarlyStop < 0)
+            throw new GpuRnnException($"--early-stop must be 0 (never) or positive (got {EarlyStop})");
+        string needsValidation = KeepBest ? "--keep-best" : EarlyStop > 0 ? "--early-stop" : ScheduleKind == ScheduleKind.Plateau ? "--lr-schedule plateau" : "";
+        if (needsValidation.Length > 0 && ValFraction == 0)
+            throw new GpuRnnException($"{needsValidation} needs validation loss: give --val-fraction above 0");
+        string best = BestPath(Out);
+        if (KeepBest && File.Exists(best) && !Checkpoint.IsCheckpointFile(best))
+            throw new GpuRnnException($"--keep-best: {best} exists and is not a GpuRnn checkpoint; refusing to overwrite it");
         target = GpuDevice.Resolve(Device); // a bad or absent device is reported before any data is read
+    }
+
+    /// <summary>Where --keep-best writes: <c>NAME.best.safetensors</c> beside <c>NAME.safetensors</c>.</summary>
+    internal static string BestPath(string output) => Path.ChangeExtension(output, ".best.safetensors");
+
+    /// <summary>True once --early-stop has seen enough evaluations without a new best.</summary>
+    private bool EarlyStopped { get; set; }
+
+    /// <summary>The schedule of a new run from the flags: the step schedule decays every epoch unless told, cosine spans the run's <paramref name="total"/> steps unless told.</summary>
+    private LearningRateSchedule Schedule(long total, long stepsPerEpoch)
+    {
+        var s = new LearningRateSchedule(ScheduleKind, LrDecay ?? (ScheduleKind == ScheduleKind.Plateau ? 0.5 : 0.97), LrDecayAfter,
+            LrDecayEvery ?? Math.Max(1, stepsPerEpoch), LrMin, PlateauPatience, ScheduleKind == ScheduleKind.Cosine ? CosineSteps ?? Math.Max(1, total) : 1);
+        s.Validate();
+        return s;
     }
 
     private static bool SamePath(string a, string b) => string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
@@ -363,7 +473,7 @@ internal sealed class TrainRun
         save?.Invoke();
         report.Finish();
         string message = save is not null
-            ? $"interrupted after step {step}: saved the full resume state to {Out}; continue with: gpurnn train --resume {Out}" + (DataPath is not null ? $" --data {DataPath}" : "") + $" --steps {total}"
+            ? $"interrupted after step {step}: saved the full resume state to {Out}; continue with: gpurnn train --resume {Out}" + (DataPath is not null ? $" --data {DataPath}" : "") + $" --steps {total}" + (Given("--eval-every") ? $" --eval-every {EvalEvery}" : "")
             : $"interrupted before the first step of this run; {Out} was not touched";
         stdout.WriteLine(Json ? System.Text.Json.JsonSerializer.Serialize(new { @event = "interrupted", step, checkpoint = save is not null ? Out : null, message }) : message);
         return ExitCodes.Interrupted;

@@ -23,10 +23,14 @@ internal readonly record struct CellWeights(ArrayView<float> WeightIh, ArrayView
 /// </summary>
 internal sealed class Cell
 {
-    public Cell(CellKind kind, int hidden)
+    /// <param name="kind">Elman, GRU or LSTM.</param>
+    /// <param name="hidden">H.</param>
+    /// <param name="belowWidth">Columns of the outputs of the layer below that the layers above the first read: H, or 2H under a bidirectional layer.</param>
+    public Cell(CellKind kind, int hidden, int belowWidth)
     {
         Kind = kind;
         Hidden = hidden;
+        BelowWidth = belowWidth;
         Width = CellShapes.Gates(kind) * hidden;
         SavedWidth = CellShapes.SavedWidth(kind, hidden);
         HasCellState = CellShapes.HasCellState(kind);
@@ -38,6 +42,9 @@ internal sealed class Cell
 
     /// <summary>H.</summary>
     public int Hidden { get; }
+
+    /// <summary>Columns of the layer below's outputs that a layer above the first reads (W_ih is [G, BelowWidth]).</summary>
+    public int BelowWidth { get; }
 
     /// <summary>G = g·H: columns of the pre-activations of one position.</summary>
     public int Width { get; }
@@ -60,14 +67,14 @@ internal sealed class Cell
     /// <summary>
     /// The hoisted input term of all <paramref name="positions"/> of a layer, x [P, G] = W_ih·input + b_ih
     /// + the folded columns of b_hh: a gather of columns of W_ih by token id for layer 0
-    /// (<paramref name="ids"/>), one GEMM over the outputs <paramref name="below"/> [P, H] of the layer below otherwise.
+    /// (<paramref name="ids"/>), one GEMM over the outputs <paramref name="below"/> [P, <see cref="BelowWidth"/>] of the layer below otherwise.
     /// </summary>
     public void InputTerm(DeviceKernels k, int positions, int vocab, bool firstLayer, ArrayView<int> ids, ArrayView<float> below, CellWeights w, ArrayView<float> x)
     {
         if (firstLayer)
             k.EmbeddingForward(positions, Width, vocab, ids, w.WeightIh, w.BiasIh, w.BiasHh, x, FoldedHhColumns);
         else
-            k.GemmBias(new GemmShape(positions, Width, Hidden, transA: false, transB: true), below, w.WeightIh, x, w.BiasIh, w.BiasHh, FoldedHhColumns); // x = H_below · W_ihᵀ + b_ih + b_hh
+            k.GemmBias(new GemmShape(positions, Width, BelowWidth, transA: false, transB: true), below, w.WeightIh, x, w.BiasIh, w.BiasHh, FoldedHhColumns); // x = H_below · W_ihᵀ + b_ih + b_hh
     }
 
     /// <summary>
@@ -134,8 +141,8 @@ internal sealed class Cell
             k.EmbeddingBackward(Width, vocab, tokenOffsets, tokenPositions, dAx, g.WeightIh);
             return;
         }
-        k.Gemm(new GemmShape(Width, Hidden, positions, transA: true, transB: false), 1f, dAx, below, 0f, g.WeightIh);       // dW_ih = dAxᵀ · H_below
-        k.Gemm(new GemmShape(positions, Hidden, Width, transA: false, transB: false), 1f, dAx, w.WeightIh, dBelowBeta, dBelow); // dH_below (+)= dAx · W_ih
+        k.Gemm(new GemmShape(Width, BelowWidth, positions, transA: true, transB: false), 1f, dAx, below, 0f, g.WeightIh);       // dW_ih = dAxᵀ · H_below
+        k.Gemm(new GemmShape(positions, BelowWidth, Width, transA: false, transB: false), 1f, dAx, w.WeightIh, dBelowBeta, dBelow); // dH_below (+)= dAx · W_ih
     }
 
     /// <summary>

@@ -89,14 +89,16 @@ internal sealed class OutputHead
 
 /// <summary>
 /// The many-to-one head of a classifier: the linear decoder reads each sequence's last true state
-/// (row (length − 1)·B + b of the top layer), then softmax cross-entropy over the C classes.
+/// (row (length − 1)·B + b of the top layer), then softmax cross-entropy over the C classes. A
+/// bidirectional stack's head reads [forward; reverse] final states side by side, [B, 2H] (the reverse
+/// direction's final state is its state after reading the first token: the same row in its own order).
 /// </summary>
 internal sealed class ClassifierHead
 {
-    private readonly int classes, hidden;
+    private readonly int classes, hidden, directions;
     private readonly ArrayView<int> labels;    // [B]
-    private readonly ArrayView<float> hLast;   // [B, H] last true state of the top layer
-    private readonly ArrayView<float> dLast;   // [B, H] its gradient (training)
+    private readonly ArrayView<float> hLast;   // [B, D·H] last true state of the top layer, per direction side by side
+    private readonly ArrayView<float> dLast;   // [B, D·H] its gradient (training)
     private readonly ArrayView<float> logits;  // [B, C], dlogits after a forward with loss
     private readonly ArrayView<float> rowLoss; // [B]
 
@@ -104,9 +106,10 @@ internal sealed class ClassifierHead
     {
         classes = config.Classes;
         hidden = config.Hidden;
+        directions = config.Directions;
         labels = buffers.Ints(batch);
-        hLast = buffers.Floats((long)batch * hidden);
-        dLast = training ? buffers.Floats((long)batch * hidden) : default;
+        hLast = buffers.Floats((long)batch * directions * hidden);
+        dLast = training ? buffers.Floats((long)batch * directions * hidden) : default;
         logits = buffers.Floats((long)batch * classes);
         rowLoss = buffers.Floats(batch);
     }
@@ -115,7 +118,7 @@ internal sealed class ClassifierHead
     public ArrayView<float> Logits => logits;
 
     /// <summary>Class logits from the last true states of <paramref name="stack"/>'s top layer; with loss as <see cref="OutputHead.Forward"/>. Returns the labelled sequences (B without loss).</summary>
-    public int Forward(RnnModel model, TokenWindow window, RecurrentStack stack, ArrayView<float> top, bool withLoss, ArrayView<float> scalars)
+    public int Forward(RnnModel model, TokenWindow window, RecurrentStack stack, bool withLoss, ArrayView<float> scalars)
     {
         var k = model.Device.Kernels;
         var (weight, bias) = (model.Layout.DecoderWeight, model.Layout.DecoderBias);
@@ -129,8 +132,10 @@ internal sealed class ClassifierHead
         stack.UploadLastRows(k, window);
         k.Upload<int>(ls, labels);
         var l = logits.SubView(0, (long)b * classes);
-        k.LastStateForward(b, hidden, stack.LastRows, top, hLast);
-        k.GemmBias(new GemmShape(b, classes, hidden, transA: false, transB: true), hLast, model.View(weight), l, model.View(bias));
+        int width = directions * hidden;
+        for (int d = 0; d < directions; d++)
+            k.LastStateForward(b, hidden, stack.LastRows, stack.TopLayer(d, window.Steps), accumulate: false, new RowBlock(hLast, width, d * hidden));
+        k.GemmBias(new GemmShape(b, classes, width, transA: false, transB: true), hLast, model.View(weight), l, model.View(bias));
         if (!withLoss)
             return b;
         int labelled = 0;
@@ -141,10 +146,11 @@ internal sealed class ClassifierHead
     }
 
     /// <summary>dW_dec = dlogitsᵀ·h_last, db_dec = colsum dlogits; the gradient enters the stack's top layer at each sequence's last true step only.</summary>
-    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, RecurrentStack stack, ArrayView<float> dTop)
+    public void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window, RecurrentStack stack)
     {
-        int b = window.Batch;
-        LinearLoss.Backward(model, gradients, b, logits.SubView(0, (long)b * classes), hLast, dLast);
-        model.Device.Kernels.LastStateBackward(window.Positions, b, hidden, stack.LastRows, dLast, dTop);
+        int b = window.Batch, width = directions * hidden;
+        LinearLoss.Backward(model, gradients, b, logits.SubView(0, (long)b * classes), hLast.SubView(0, (long)b * width), dLast.SubView(0, (long)b * width));
+        for (int d = 0; d < directions; d++)
+            model.Device.Kernels.LastStateBackward(window.Positions, b, hidden, stack.LastRows, new RowBlock(dLast, width, d * hidden), stack.TopGradient(d, window.Steps));
     }
 }

@@ -56,6 +56,9 @@ internal abstract class Network : IDisposable
     /// <summary>Backward of the last forward (with loss) into <paramref name="gradients"/> [P], overwritten.</summary>
     public abstract void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window);
 
+    /// <summary>Keys the dropout masks of the next forward and backward (training with dropout; see <see cref="RecurrentStack.DropoutKey"/>).</summary>
+    public virtual void KeyDropout(int seed, long step) => Stack.DropoutKey = (seed, step);
+
     /// <summary>The last step's state becomes the next window's initial state (truncated BPTT).</summary>
     public void Carry(DeviceKernels k, int steps) => Stack.Carry(k, steps);
 
@@ -119,13 +122,13 @@ internal abstract class SingleStackNetwork : Network
     public sealed override int Forward(RnnModel model, TokenWindow window, bool withLoss)
     {
         stack.Forward(model, window, fromZero: window.ResetState);
-        return HeadForward(model, window, stack.Outputs(layers - 1, window.Steps), withLoss);
+        return HeadForward(model, window, stack.Fed(layers - 1, window.Steps), withLoss);
     }
 
     public sealed override void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window)
     {
         int s = window.Steps;
-        HeadBackward(model, gradients, window, stack.Outputs(layers - 1, s), stack.TopGradient(s));
+        HeadBackward(model, gradients, window, stack.Fed(layers - 1, s), stack.TopGradient(s));
         stack.Backward(model, gradients, window, inject: StateGradients.None, initial: StateGradients.None);
     }
 
@@ -160,22 +163,28 @@ internal sealed class ClassifierNetwork(DeviceBuffers buffers, ModelConfig confi
     public override ArrayView<float> Logits => head.Logits;
 
     protected override int HeadForward(RnnModel model, TokenWindow window, ArrayView<float> top, bool withLoss) =>
-        head.Forward(model, window, Stack, top, withLoss, Scalars);
+        head.Forward(model, window, Stack, withLoss, Scalars);
 
     protected override void HeadBackward(RnnModel model, ArrayView<float> gradients, TokenWindow window, ArrayView<float> top, ArrayView<float> dTop) =>
-        head.Backward(model, gradients, window, Stack, dTop);
+        head.Backward(model, gradients, window, Stack);
 }
 
 /// <summary>
 /// Encoder–decoder: the encoder stack reads the source; each layer's last true state starts the
-/// same layer of the decoder stack, which runs teacher-forced under the output head.
+/// same layer of the decoder stack, which runs teacher-forced under the output head. With Luong attention, the
+/// output head reads the attentional state h̃ of <see cref="LuongAttention"/> over the encoder's top-layer outputs
+/// instead of the decoder's; with Bahdanau's (<see cref="AdditiveAttention"/>) the context enters each step of the
+/// decoder's first layer. Either way the encoder's top layer gets the attention's gradient at every source step.
 /// </summary>
 internal sealed class EncoderDecoderNetwork : Network
 {
     private readonly RecurrentStack encoder, decoder;
     private readonly OutputHead head;
+    private readonly LuongAttention? attention;
+    private readonly AdditiveAttention? additive;
     private readonly StateGradients bridge; // [L, B, H] training: gradients w.r.t. each decoder layer's initial h (and an LSTM's c)
     private readonly int layers, hidden;
+    private ArrayView<float> memory; // [S'·B, H] with attention: the encoder's top outputs (summed over a bidirectional encoder's directions), set by Encode
 
     public EncoderDecoderNetwork(DeviceBuffers buffers, ModelConfig config, int batch, int capacity, int sourceCapacity, bool training)
         : base(buffers, batch, capacity, sourceCapacity)
@@ -185,15 +194,28 @@ internal sealed class EncoderDecoderNetwork : Network
         encoder = new RecurrentStack(buffers, config, encoder: true, batch, sourceCapacity, training);
         decoder = new RecurrentStack(buffers, config, encoder: false, batch, capacity, training);
         head = new OutputHead(buffers, config, batch, capacity);
+        attention = config.Attention is AttentionKind.Dot or AttentionKind.General ? new LuongAttention(buffers, config, batch, capacity, sourceCapacity, training) : null;
+        additive = config.Attention == AttentionKind.Additive ? new AdditiveAttention(buffers, config, batch, capacity, sourceCapacity, training) : null;
+        decoder.StepInput = additive;
         long lbh = (long)layers * batch * config.Hidden;
         bridge = training ? new StateGradients(buffers.Floats(lbh), decoder.HasCellState ? buffers.Floats(lbh) : default) : StateGradients.None;
     }
 
     public override RecurrentStack Stack => decoder;
 
+    public override void KeyDropout(int seed, long step) => encoder.DropoutKey = decoder.DropoutKey = (seed, step);
+
     public override ArrayView<float> Logits => head.Logits;
 
-    /// <summary>Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's initial state.</summary>
+    /// <summary>The attention of the last <see cref="Decode"/>: its weights [s, B, S'] (row t·B + b) and S'; null without attention.</summary>
+    public (ArrayView<float> Weights, int SourceSteps)? AttentionWeights =>
+        attention is not null ? (attention.Weights, attention.SourceSteps) : additive is not null ? (additive.Weights, additive.SourceSteps) : null;
+
+    /// <summary>
+    /// Runs the encoder over <paramref name="source"/> from zero and puts each layer's last true state into the decoder's
+    /// initial state; a bidirectional encoder's two final states (forward after the last token, reverse after the first) are summed.
+    /// With attention, the memory: the encoder's top outputs in time order (a bidirectional encoder's summed over the directions).
+    /// </summary>
     public void Encode(RnnModel model, TokenWindow source)
     {
         var k = model.Device.Kernels;
@@ -201,11 +223,19 @@ internal sealed class EncoderDecoderNetwork : Network
             throw new ArgumentException($"the source window has B={source.Batch}; the decoder's has B={Batch}.", nameof(source));
         encoder.Forward(model, source, fromZero: true);
         encoder.UploadLastRows(k, source);
+        int b = source.Batch;
+        if (attention is not null || additive is not null)
+            memory = encoder.TopOutputs(k, source.Steps);
+        attention?.SetSource(k, source);
+        additive?.Prepare(model, source, memory);
         for (int layer = 0; layer < layers; layer++)
         {
-            k.LastStateForward(source.Batch, hidden, encoder.LastRows, encoder.Outputs(layer, source.Steps), decoder.State(layer, 0));
-            if (encoder.HasCellState)
-                k.LastStateForward(source.Batch, hidden, encoder.LastRows, encoder.CellOutputs(layer, source.Steps), decoder.CellState(layer, 0));
+            for (int d = 0; d < encoder.Directions; d++)
+            {
+                k.LastStateForward(b, hidden, encoder.LastRows, encoder.Outputs(d, layer, source.Steps), accumulate: d > 0, new RowBlock(decoder.State(layer, 0), hidden, 0));
+                if (encoder.HasCellState)
+                    k.LastStateForward(b, hidden, encoder.LastRows, encoder.CellOutputs(d, layer, source.Steps), accumulate: d > 0, new RowBlock(decoder.CellState(layer, 0), hidden, 0));
+            }
         }
     }
 
@@ -213,7 +243,14 @@ internal sealed class EncoderDecoderNetwork : Network
     public int Decode(RnnModel model, TokenWindow window, bool withLoss)
     {
         decoder.Forward(model, window, fromZero: false);
-        return head.Forward(model, window, decoder.Outputs(layers - 1, window.Steps), withLoss, Scalars);
+        return head.Forward(model, window, HeadInput(model, window), withLoss, Scalars);
+    }
+
+    /// <summary>What the output head reads: h̃ of the attention over the encoder's outputs, or the decoder's top-layer outputs.</summary>
+    private ArrayView<float> HeadInput(RnnModel model, TokenWindow window)
+    {
+        var top = decoder.Fed(layers - 1, window.Steps);
+        return attention is null ? top : attention.Forward(model, window.Batch, window.Steps, top, memory);
     }
 
     public override int Forward(RnnModel model, TokenWindow window, bool withLoss)
@@ -225,11 +262,29 @@ internal sealed class EncoderDecoderNetwork : Network
     public override void Backward(RnnModel model, ArrayView<float> gradients, TokenWindow window)
     {
         int s = window.Steps;
-        head.Backward(model, gradients, window, decoder.Outputs(layers - 1, s), decoder.TopGradient(s));
+        var top = decoder.Fed(layers - 1, s);
+        if (attention is null)
+        {
+            head.Backward(model, gradients, window, top, decoder.TopGradient(s));
+        }
+        else
+        {
+            // h̃ is still in the attention's workspace from the forward; the attention then writes dH_dec and dM.
+            head.Backward(model, gradients, window, attention.Forwarded(window.Positions), attention.StateGradient(window.Positions));
+            attention.Backward(model, gradients, window.Batch, s, top, memory, decoder.TopGradient(s), encoder.TopGradient(attention.SourceSteps));
+            encoder.TopOutputsBackward(model.Device.Kernels, attention.SourceSteps); // a bidirectional encoder's memory is the sum of both directions
+        }
         // The decoder's initial states are the encoder's last true states: their gradients
-        // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step.
+        // (dh_0, and an LSTM's dc_0, per layer) enter the encoder at each source's last step,
+        // added under attention to the gradient of every source step's output.
         decoder.Backward(model, gradients, window, inject: StateGradients.None, initial: bridge);
-        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None);
+        if (additive is not null)
+        {
+            // The decoder's steps have left dq and de per step; the first layer's states and dx are still there.
+            additive.Backward(model, gradients, s, decoder.FirstLayerInputStates(s), decoder.FirstLayerInputGradient(s), memory, encoder.TopGradient(additive.SourceSteps));
+            encoder.TopOutputsBackward(model.Device.Kernels, additive.SourceSteps);
+        }
+        encoder.Backward(model, gradients, Source(window), inject: bridge, initial: StateGradients.None, topGiven: attention is not null || additive is not null);
     }
 
     private static TokenWindow Source(TokenWindow window) =>

@@ -29,12 +29,13 @@ public sealed record OptimizerSettings(OptimizerKind Kind, float LearningRate, f
     /// <summary>
     /// The kernel scalars of update number <paramref name="step"/> (counting from 1): step-dependent
     /// terms such as Adam's bias corrections are formed in double, each scalar rounded to float once.
+    /// <paramref name="learningRate"/> replaces <see cref="LearningRate"/> (a schedule's rate for this step).
     /// </summary>
-    public OptimizerArgs ArgsForStep(long step)
+    public OptimizerArgs ArgsForStep(long step, float? learningRate = null)
     {
         if (step < 1)
             throw new ArgumentOutOfRangeException(nameof(step), step, "optimizer steps count from 1");
-        float lr = LearningRate, norm = ClipNorm, value = ClipValue;
+        float lr = learningRate ?? LearningRate, norm = ClipNorm, value = ClipValue;
         return Kind switch
         {
             OptimizerKind.Sgd => new OptimizerArgs(lr, Momentum, 0f, 0f, 0f, 0f, 0f, 1f, norm, value),

@@ -11,8 +11,23 @@ namespace GpuRnn;
 /// <param name="Classes">C, the classes of a classifier; 0 for a language model.</param>
 /// <param name="EncoderDecoder">True for an encoder–decoder: an encoder stack reads the source, its final states start the decoder stack.</param>
 /// <param name="Cell">The recurrent cell of every layer: Elman (tanh), GRU or LSTM, as PyTorch's.</param>
-public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman)
+/// <param name="Dropout">
+/// Training only: the probability p in [0, 1) of zeroing each output of each layer as the layer above or the output head reads it
+/// (PyTorch's <c>nn.RNN(dropout=p)</c> between layers, and the same p before the head; an encoder's top layer is not dropped);
+/// kept outputs are scaled by 1/(1 − p). Evaluation, prediction and sampling never drop. 0 = off.
+/// </param>
+/// <param name="Bidirectional">
+/// Each layer of the classifier's stack (or of an encoder–decoder's encoder) also reads every sequence backwards, from its own
+/// last true token (PyTorch's <c>bidirectional=True</c> on packed sequences): the layer above reads [forward; reverse] (2H).
+/// Not for a language model, which would see the future.
+/// </param>
+/// <param name="Attention">An encoder–decoder's attention over the encoder's top-layer outputs (Luong dot or general; none by default).</param>
+public sealed record ModelConfig(int Vocab, int Hidden, int Layers, int Classes = 0, bool EncoderDecoder = false, CellKind Cell = CellKind.Elman, float Dropout = 0f, bool Bidirectional = false,
+    AttentionKind Attention = AttentionKind.None)
 {
+    /// <summary>Directions of the bidirectional stack: 2 when <see cref="Bidirectional"/>, else 1.</summary>
+    public int Directions => Bidirectional ? 2 : 1;
+
     /// <summary>True for a many-to-one classifier.</summary>
     public bool IsClassifier => Classes > 0;
 

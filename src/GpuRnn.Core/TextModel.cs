@@ -68,6 +68,12 @@ public sealed record FitSettings
 public sealed record Prediction(string Label, double Probability);
 
 /// <summary>
+/// Attention weights of one translation: <c>Weights[t][j]</c> is output token <c>Output[t]</c>'s weight on source token
+/// <c>Source[j]</c>; each row sums to 1.
+/// </summary>
+public sealed record AttentionMap(IReadOnlyList<string> Source, IReadOnlyList<string> Output, IReadOnlyList<float[]> Weights);
+
+/// <summary>
 /// A model's score on data: the mean loss per counted target (token, or label for a classifier) and, by mode, the
 /// classifier's accuracy and per-class metrics or the encoder–decoder's exact-match and token accuracy.
 /// </summary>
@@ -274,27 +280,70 @@ public sealed class TextModel : IDisposable
     /// <exception cref="GpuRnnException">The model is not an encoder–decoder.</exception>
     public string Translate(string source, int maxLength = 100) => Translate([source], maxLength)[0];
 
-    /// <summary>As <see cref="Translate(string, int)"/> for each source, <paramref name="batch"/> sources decoded together.</summary>
-    public IReadOnlyList<string> Translate(IEnumerable<string> sources, int maxLength = 100, int batch = 64)
+    /// <summary>
+    /// As <see cref="Translate(string, int)"/> for each source, <paramref name="batch"/> sources decoded together; a
+    /// <paramref name="beam"/> above 1 decodes each source by a length-normalised beam search of that width instead.
+    /// </summary>
+    public IReadOnlyList<string> Translate(IEnumerable<string> sources, int maxLength = 100, int batch = 64, int beam = 1)
     {
         ArgumentNullException.ThrowIfNull(sources);
-        if (!Config.EncoderDecoder)
-            throw new GpuRnnException($"this model is {Describe()}: Translate needs an encoder–decoder (trained on pairs)");
         Setting.RequirePositive(batch, nameof(batch));
-        if (maxLength < 0)
-            throw new GpuRnnException($"{nameof(maxLength)} must be 0 or more (got {maxLength})");
-        int bos = Vocabulary.IdOf(Vocabulary.Bos), eos = Vocabulary.EndId;
-        var encoded = sources.Select(s => SequenceData.EncodeLine(Vocabulary, s, Tokenizer)).Select(ids => ids.Length > 0 ? ids : [eos]).ToList();
+        Setting.RequirePositive(beam, nameof(beam));
+        var encoded = EncodeSources(sources, maxLength, nameof(Translate));
         var answers = new List<string>(encoded.Count);
-        if (encoded.Count == 0)
-            return answers;
-        var data = SequenceBatcher.Pairs(encoded, encoded.Select(_ => Array.Empty<int>()).ToList(), Math.Min(batch, encoded.Count), bos, eos, seed: 0);
-        foreach (var window in data.InOrder())
+        int bos = Vocabulary.IdOf(Vocabulary.Bos), eos = Vocabulary.EndId;
+        foreach (var (window, count) in SourceWindows(encoded, batch))
         {
-            int count = Math.Min(window.Batch, encoded.Count - answers.Count);
-            answers.AddRange(Inference().Decode(window.Source!, count, bos, eos, maxLength, Excluded(bos)).Select(ids => Vocabulary.Decode(ids, Tokenizer)));
+            var decoded = beam == 1
+                ? Inference().Decode(window.Source!, count, bos, eos, maxLength, Excluded(bos))
+                : Enumerable.Range(0, count).Select(i => Inference().DecodeBeam(window.Source!, i, beam, bos, eos, maxLength, Excluded(bos)).Tokens).ToArray();
+            answers.AddRange(decoded.Select(ids => Vocabulary.Decode(ids, Tokenizer)));
         }
         return answers;
+    }
+
+    /// <summary>
+    /// The attention weights of the greedy translation of <paramref name="source"/>: one row per output token (the
+    /// decoded tokens, then <c>&lt;eos&gt;</c> if it was reached), one column per source token.
+    /// </summary>
+    /// <exception cref="GpuRnnException">The model is not an encoder–decoder with attention.</exception>
+    public AttentionMap Attention(string source, int maxLength = 100)
+    {
+        if (Config.Attention == AttentionKind.None)
+            throw new GpuRnnException($"this model is {Describe()} without attention: Attention needs an encoder–decoder trained with attention");
+        var encoded = EncodeSources([source], maxLength, nameof(Attention));
+        int bos = Vocabulary.IdOf(Vocabulary.Bos), eos = Vocabulary.EndId;
+        var weights = new List<float[]>();
+        var (window, _) = SourceWindows(encoded, 1).First();
+        var tokens = Inference().Decode(window.Source!, 1, bos, eos, maxLength, Excluded(bos), weights)[0];
+        var output = tokens.Select(id => Vocabulary[id]).Append(Vocabulary.Eos).Take(weights.Count).ToArray();
+        return new AttentionMap(encoded[0].Select(id => Vocabulary[id]).ToArray(), output, weights);
+    }
+
+    private List<int[]> EncodeSources(IEnumerable<string> sources, int maxLength, string caller)
+    {
+        if (!Config.EncoderDecoder)
+            throw new GpuRnnException($"this model is {Describe()}: {caller} needs an encoder–decoder (trained on pairs)");
+        if (maxLength < 0)
+            throw new GpuRnnException($"{nameof(maxLength)} must be 0 or more (got {maxLength})");
+        int eos = Vocabulary.EndId;
+        return sources.Select(s => SequenceData.EncodeLine(Vocabulary, s, Tokenizer)).Select(ids => ids.Length > 0 ? ids : [eos]).ToList();
+    }
+
+    /// <summary>The sources in batches of <paramref name="batch"/>, each with how many of its rows are real.</summary>
+    private IEnumerable<(TokenWindow Window, int Count)> SourceWindows(List<int[]> encoded, int batch)
+    {
+        if (encoded.Count == 0)
+            yield break;
+        int bos = Vocabulary.IdOf(Vocabulary.Bos), eos = Vocabulary.EndId;
+        var data = SequenceBatcher.Pairs(encoded, encoded.Select(_ => Array.Empty<int>()).ToList(), Math.Min(batch, encoded.Count), bos, eos, seed: 0);
+        int done = 0;
+        foreach (var window in data.InOrder())
+        {
+            int count = Math.Min(window.Batch, encoded.Count - done);
+            yield return (window, count);
+            done += count;
+        }
     }
 
     /// <summary>

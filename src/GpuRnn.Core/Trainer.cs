@@ -30,6 +30,7 @@ public sealed class Trainer : IDisposable
         optimizer.Validate();
         this.model = model;
         Optimizer = optimizer;
+        LearningRate = optimizer.LearningRate;
         k = model.Device.Kernels;
         var accelerator = model.Device.Accelerator;
         gradients = accelerator.Allocate1D<float>(model.Layout.Count);
@@ -45,8 +46,14 @@ public sealed class Trainer : IDisposable
     /// <summary>The update rule.</summary>
     public OptimizerSettings Optimizer { get; }
 
+    /// <summary>The rate of the next update: <see cref="OptimizerSettings.LearningRate"/> unless a schedule sets it (<see cref="LearningRateSchedule.Rate"/>).</summary>
+    public float LearningRate { get; set; }
+
     /// <summary>Optimizer updates applied so far (Adam's bias corrections count from here).</summary>
     public long StepCount { get; set; }
+
+    /// <summary>The run's seed, which with the update number keys the dropout masks (<see cref="ModelConfig.Dropout"/>), so a seed gives the same masks and a resumed run continues them.</summary>
+    public int DropoutSeed { get; set; }
 
     /// <summary>The flat gradient buffer [P] of the last backward pass.</summary>
     public ArrayView<float> Gradients => gradients.View;
@@ -71,6 +78,7 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(window);
         var net = network = Network.Fit(network, model, window, training: true);
+        net.KeyDropout(DropoutSeed, StepCount + 1); // the masks of update number StepCount + 1
         int counted = net.Forward(model, window, withLoss: true);
         lossScale = counted > 0 ? 1f / counted : 0f;
         net.Backward(model, gradients.View, window);
@@ -109,7 +117,7 @@ public sealed class Trainer : IDisposable
         var p = model.Parameters;
         var g = gradients.View;
         StepCount++;
-        var args = o.ArgsForStep(StepCount);
+        var args = o.ArgsForStep(StepCount, LearningRate);
         switch (o.Kind)
         {
             case OptimizerKind.Sgd:

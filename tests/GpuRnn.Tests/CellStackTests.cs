@@ -45,7 +45,7 @@ public sealed class CellStackTests(string spec) : DeviceFixture(spec)
     /// launch than the GEMM's, i.e. about 307 B; so 320 B per step launch of a GRU or LSTM, 240 B for every
     /// other launch. A string, closure or boxed argument of 64 B per launch still exceeds the bound.
     /// </summary>
-    private const long CpuBytesPerGatedStepLaunch = 320;
+    internal const long CpuBytesPerGatedStepLaunch = 320;
 
     /// <summary>As TrainerTests.SteadyStepAllocatesNoManagedMemoryOfItsOwn, for every cell and two layers.</summary>
     [Test]

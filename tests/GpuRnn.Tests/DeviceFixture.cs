@@ -50,6 +50,21 @@ public abstract class DeviceFixture
 
     protected static float[] Get(ArrayView<float> view) => ((ArrayView1D<float, Stride1D.Dense>)view).GetAsArray1D();
 
+    /// <summary>
+    /// Every parameter gradient of <paramref name="trainer"/>'s last window against the reference's, with the stream-mode
+    /// whole-step bound of TrainerTests: 1e-5 of the tensor's largest entry (plus the device's tanh error) and 1e-5 relative.
+    /// </summary>
+    protected void AssertGradients(Trainer trainer, RnnModel model, Dictionary<string, double[]> expected, string what = "")
+    {
+        const double rtol = 1e-5, atol = 1e-5;
+        foreach (var t in model.Layout.Tensors)
+        {
+            var e = expected[t.Name];
+            double scale = e.Max(Math.Abs);
+            AssertClose(trainer.GetGradient(t.Name), e, i => (atol + TestDevices.TanhTolerance(Device)) * scale + rtol * Math.Abs(e[i]), $"{what} {t.Name}");
+        }
+    }
+
     /// <summary>Asserts |actual − expected| ≤ tolerance[i] element-wise, reporting the worst element.</summary>
     protected static void AssertClose(float[] actual, double[] expected, Func<int, double> tolerance, string what)
     {

@@ -58,6 +58,32 @@ public sealed class ModeCliTests : CliHarness
     /// --cell in every mode: train, then the command that uses the model (sample, predict or eval) and
     /// info, which names the cell; a resume continues with the checkpoint's cell.
     /// </summary>
+    /// <summary>--bidirectional trains a classifier and an encoder–decoder (info lists the reverse tensors, resume works); the language-model modes refuse it in one line.</summary>
+    [Test]
+    public void BidirectionalTrainsWhereItMayAndIsRefusedElsewhere([Values("stream", "lines", "labeled", "pairs")] string mode)
+    {
+        string data = mode switch
+        {
+            "labeled" => Labelled(),
+            "pairs" => Write("bipairs.tsv", "ab\tba\nabc\tcba\nbca\tacb\ncab\tbac\nb\tb\nacab\tbaca\n"),
+            _ => Names(),
+        };
+        string model = P($"bi-{mode}.safetensors");
+        var (code, _, error) = Run(["train", .. Small, "--cell", "gru", "--bidirectional", "--mode", mode, "--data", data, "--steps", "2", "--val-fraction", "0", "--seq-len", "4", "--out", model]);
+        if (mode is "stream" or "lines")
+        {
+            Assert.That(code, Is.Not.EqualTo(0));
+            Assert.That(error.Trim(), Does.Contain("--bidirectional needs --mode labeled or pairs").And.Not.Contain("\n"));
+            return;
+        }
+        Assert.That(code, Is.EqualTo(0), error);
+        Assert.That(Checkpoint.Load(model).Config.Bidirectional, Is.True);
+        var info = Run("info", "--checkpoint", model);
+        Assert.That(info.Out, Does.Contain("weight_ih_l0_reverse [").And.Contain("bidirectional"));
+        var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--length", "0", "--out", P($"bi-{mode}-2.safetensors"));
+        Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
+    }
+
     [Test]
     public void EveryCellTrainsInEveryMode([Values("gru", "lstm")] string cell, [Values("stream", "lines", "labeled", "pairs")] string mode)
     {
@@ -186,6 +212,38 @@ public sealed class ModeCliTests : CliHarness
         var bad = Run(["train", .. Small, "--mode", "pairs", "--data", P("bad.tsv"), "--steps", "1"]);
         Assert.That(bad.Code, Is.EqualTo(1));
         Assert.That(bad.Err, Does.Contain("bad.tsv:2: no TAB; paired data is source<TAB>target per line"));
+    }
+
+    /// <summary>--attention trains, is stored (info shows its tensors), predicts and draws its heat map; outside pairs mode it is a one-line error.</summary>
+    [Test]
+    public void AttentionTrainsIsShownAndPredicts([Values("dot", "general", "additive")] string attention)
+    {
+        string path = P("pairs.tsv");
+        File.WriteAllText(path, "ab\tba\nabc\tcba\nbca\tacb\ncab\tbac\nb\tb\nacab\tbaca\n");
+        var train = Run(["train", .. Small, "--mode", "pairs", "--attention", attention, "--data", path, "--steps", "3", "--val-fraction", "0.34", "--out", P("att.safetensors"), "--json"]);
+        Assert.That(train.Code, Is.EqualTo(0), train.Err);
+        Assert.That(Checkpoint.Load(P("att.safetensors")).Config.Attention, Is.EqualTo(AttentionNames.Parse(attention)));
+        var info = Run("info", "--checkpoint", P("att.safetensors"));
+        Assert.That(info.Code, Is.EqualTo(0), info.Err);
+        Assert.That(info.Out, Does.Contain(attention == "additive"
+            ? "attention:  Bahdanau additive: attention.query.weight [8, 8], attention.key.weight [8, 8], attention.score.weight [1, 8], attention.context.weight [8, 8]"
+            : $"attention:  Luong {attention}: " + (attention == "general" ? "attention.weight [8, 8], " : "") + "attention.combine.weight [8, 16]"));
+        Assert.That(info.Out, Does.Contain($"\"attention\":\"{attention}\""));
+        File.WriteAllText(P("sources.txt"), "abc\nca\n");
+        var predict = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6", "--attention-plot", P("plots/att.png"));
+        Assert.That(predict.Code, Is.EqualTo(0), predict.Err);
+        Assert.That(predict.Out.Split('\n'), Has.Length.EqualTo(3), "one decoded line per source");
+        Assert.That(File.ReadAllBytes(P("plots/att.png"))[1..4], Is.EqualTo("PNG"u8.ToArray()), "a PNG heat map, its folder created");
+        var beam = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--length", "6", "--beam", "3");
+        Assert.That(beam.Code, Is.EqualTo(0), beam.Err);
+        Assert.That(beam.Out.Split('\n'), Has.Length.EqualTo(3), "one line per source with --beam");
+        var noBeam = Run("predict", "--checkpoint", P("att.safetensors"), "--input", P("sources.txt"), "--device", "cpu", "--beam", "0");
+        Assert.That((noBeam.Code, noBeam.Err.Trim()), Is.EqualTo((1, "gpurnn: --beam must be a positive integer (got 0)")));
+
+        var lines = Run(["train", .. Small, "--mode", "lines", "--attention", attention, "--data", Names(), "--steps", "1", "--out", P("x.safetensors")]);
+        Assert.That(lines.Code, Is.EqualTo(1));
+        Assert.That(lines.Err.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(lines.Err, Does.Contain($"--attention {attention}: attention reads an encoder's outputs; it needs --mode pairs, not lines"));
     }
 
     [TestCase("pos good\nneg\tbad\n", "labelled.tsv:1: no TAB")]

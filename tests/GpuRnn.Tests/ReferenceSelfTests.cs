@@ -159,6 +159,76 @@ public sealed class ReferenceSelfTests
         AssertFiniteDifferences(p, grads, () => RefSeq2Seq.ForwardBackward(p, V, H, layers, source, target, 2, 3, cell).Loss, $"{cell} L={layers} ");
     }
 
+    private static IEnumerable<TestCaseData> BidirectionalCases() =>
+        from cell in new[] { CellKind.Elman, CellKind.Gru, CellKind.Lstm }
+        from layers in new[] { 1, 2 }
+        select new TestCaseData(cell, layers);
+
+    /// <summary>
+    /// A bidirectional classifier (PyTorch's bidirectional=True; the decoder reads [forward final; reverse final]):
+    /// every tensor, both directions and the 2H-wide layer above, against central differences.
+    /// </summary>
+    [TestCaseSource(nameof(BidirectionalCases))]
+    public void BidirectionalClassifierGradientsMatchFiniteDifferences(CellKind cell, int layers)
+    {
+        const int V = 6, H = 3, C = 3;
+        var rng = new Random(17 + ((int)cell * 10) + layers);
+        var p = new Dictionary<string, double[]>();
+        foreach (var (name, shape) in RefModel.StackLayout("rnn.", V, H, layers, cell, bidirectional: true)
+            .Append(("decoder.weight", [C, 2 * H])).Append(("decoder.bias", [C])))
+        {
+            p[name] = [.. Enumerable.Range(0, RefModel.Count(shape)).Select(_ => rng.NextDouble() - 0.5)];
+        }
+        int[] seq = [4, 1, 5, 2];
+        var (_, grads, _) = RefClassifier.ForwardBackward(p, V, H, layers, C, seq, 1, cell, bidirectional: true);
+        AssertFiniteDifferences(p, grads, () => RefClassifier.ForwardBackward(p, V, H, layers, C, seq, 1, cell, bidirectional: true).Loss, $"{cell} L={layers} ");
+    }
+
+    /// <summary>
+    /// An encoder–decoder with a bidirectional encoder (decoder layer k starts from the sum of encoder layer k's two
+    /// final states, h and c): every tensor against central differences.
+    /// </summary>
+    [TestCaseSource(nameof(BidirectionalCases))]
+    public void BidirectionalEncoderGradientsMatchFiniteDifferences(CellKind cell, int layers)
+    {
+        const int V = 6, H = 3;
+        var rng = new Random(27 + ((int)cell * 10) + layers);
+        var p = new Dictionary<string, double[]>();
+        foreach (var (name, shape) in RefModel.StackLayout("encoder.rnn.", V, H, layers, cell, bidirectional: true)
+            .Concat(RefModel.StackLayout("decoder.rnn.", V, H, layers, cell))
+            .Append(("decoder.out.weight", [V, H])).Append(("decoder.out.bias", [V])))
+        {
+            p[name] = [.. Enumerable.Range(0, RefModel.Count(shape)).Select(_ => rng.NextDouble() - 0.5)];
+        }
+        int[] source = [4, 5, 1, 4], target = [1, 5];
+        var (_, _, grads) = RefSeq2Seq.ForwardBackward(p, V, H, layers, source, target, 2, 3, cell, bidirectional: true);
+        AssertFiniteDifferences(p, grads, () => RefSeq2Seq.ForwardBackward(p, V, H, layers, source, target, 2, 3, cell, bidirectional: true).Loss, $"{cell} L={layers} ");
+    }
+
+    /// <summary>
+    /// The reverse direction reads the sequence backwards and nothing else: reversing a one-layer bidirectional
+    /// classifier's input and swapping the two directions' weights (and the decoder's halves) gives the same logits.
+    /// </summary>
+    [Test]
+    public void ReversingTheInputSwapsTheDirections()
+    {
+        const int V = 6, H = 3, C = 2;
+        var rng = new Random(5);
+        var p = new Dictionary<string, double[]>();
+        foreach (var (name, shape) in RefModel.StackLayout("rnn.", V, H, 1, CellKind.Gru, bidirectional: true)
+            .Append(("decoder.weight", [C, 2 * H])).Append(("decoder.bias", [C])))
+        {
+            p[name] = [.. Enumerable.Range(0, RefModel.Count(shape)).Select(_ => rng.NextDouble() - 0.5)];
+        }
+        var swapped = p.ToDictionary(kv => kv.Key, kv => kv.Key.EndsWith("_reverse", StringComparison.Ordinal) ? p[kv.Key[..^"_reverse".Length]]
+            : kv.Key.StartsWith("rnn.", StringComparison.Ordinal) ? p[kv.Key + "_reverse"] : kv.Value);
+        swapped["decoder.weight"] = [.. Enumerable.Range(0, C * 2 * H).Select(i => p["decoder.weight"][(i / (2 * H) * 2 * H) + ((i % (2 * H)) + H) % (2 * H)])];
+        int[] seq = [4, 1, 5, 2, 2];
+        var a = RefClassifier.ForwardBackward(p, V, H, 1, C, seq, 0, CellKind.Gru, bidirectional: true).Logits;
+        var b = RefClassifier.ForwardBackward(swapped, V, H, 1, C, [.. seq.Reverse()], 0, CellKind.Gru, bidirectional: true).Logits;
+        Assert.That(b, Is.EqualTo(a).Within(Exact).AsCollection);
+    }
+
     /// <summary>
     /// One step of a GRU and of an LSTM with H = 1, written out by hand from DESIGN.md §2, so the gate order
     /// ([r; z; n], [i; f; g; o]), the place of b_hn and the state update are pinned (finite differences cannot

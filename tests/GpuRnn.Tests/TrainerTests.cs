@@ -159,11 +159,12 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
     /// Managed bytes allocated on the calling thread by one steady-state step. DESIGN.md §4 / issue 5: at
     /// most 1 KB, which is the bound on a GPU. ILGPU's CPU accelerator allocates inside every launch
     /// a task object holding the kernel's arguments: measured (ILGPU 1.5.3, .NET 10) 96 B for one view
-    /// parameter, 216 B for six, 232 B for our GEMM (shape, two ints, two views, an epilogue of three
-    /// views), and 80 B inside every CopyFromCPU / CopyToCPU; our own code adds nothing (a string built per
+    /// parameter, 216 B for six, 256 B for our GEMM (a shape of 11 ints since the GEMM is batched with strides,
+    /// three ints, two views, an epilogue of three views; 232 B with the 5-int shape before), and 80 B inside every CopyFromCPU / CopyToCPU; our own code adds nothing (a string built per
     /// launch for argument checks used to add about 100–200 B per launch). So on the CPU the bound is
     /// CpuBytesPerLaunch per counted launch plus CpuBytesPerCopy per host copy plus AllocationSlack
-    /// (measured here: 5464 B per step against a bound of 7056 B at B = 3, T = 7, so a string, closure or
+    /// (measured here, 2026-12-01: 6656 B per step against a bound of 7056 B at B = 3, T = 7; the tightest user is
+    /// CellStackTests' per-step Elman stack, 11784 B against 11856 B; so a string, closure or
     /// boxed argument of 64 B or more per launch fails it; the eager argument-check strings did).
     /// The work threads of the CPU accelerator allocate too (per group); they are ILGPU's and not counted.
     /// </summary>
@@ -173,7 +174,7 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
     /// Managed bytes allocated on the calling thread, and launches, per step over <paramref name="steps"/>
     /// steady-state steps of <paramref name="trainer"/>, after three that allocate the workspace, compile and warm up.
     /// </summary>
-    internal static (long BytesPerStep, long LaunchesPerStep) SteadyAllocation(GpuDevice device, Trainer trainer, StreamBatcher batcher, int steps)
+    internal static (long BytesPerStep, long LaunchesPerStep) SteadyAllocation(GpuDevice device, Trainer trainer, ITrainingData batcher, int steps)
     {
         for (int i = 0; i < 3; i++)
             trainer.Step(batcher.Next(), readLoss: false);

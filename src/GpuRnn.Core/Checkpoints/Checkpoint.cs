@@ -17,7 +17,11 @@ namespace GpuRnn.Checkpoints;
 /// <param name="Optimizer">The update rule and its settings.</param>
 /// <param name="Seed">The run's seed.</param>
 /// <param name="BestValidationLoss">Lowest validation loss so far (NaN if never evaluated).</param>
-public sealed record TrainingState(long Step, int Epoch, int Position, int Batch, int SeqLen, double ValFraction, OptimizerSettings Optimizer, int Seed, double BestValidationLoss);
+/// <param name="Schedule">The learning-rate schedule (null: constant).</param>
+/// <param name="Reductions">Plateau reductions of the learning rate so far.</param>
+/// <param name="EvaluationsSinceBest">Evaluations since the last new best validation loss (plateau and early stopping count them).</param>
+public sealed record TrainingState(long Step, int Epoch, int Position, int Batch, int SeqLen, double ValFraction, OptimizerSettings Optimizer, int Seed, double BestValidationLoss,
+    LearningRateSchedule? Schedule = null, int Reductions = 0, int EvaluationsSinceBest = 0);
 
 /// <summary>
 /// A model on disk (DESIGN.md §7): safetensors with PyTorch <c>state_dict</c> names, the vocabulary,
@@ -125,11 +129,14 @@ public sealed class Checkpoint
                 ["task"] = c.IsClassifier ? "classifier" : c.EncoderDecoder ? "seq2seq" : "lm",
                 ["mode"] = ModeName(mode),
                 ["cell"] = CellName(c.Cell),
+                ["attention"] = AttentionNames.Name(c.Attention),
                 ["vocab"] = c.Vocab,
                 ["hidden"] = c.Hidden,
                 ["layers"] = c.Layers,
+                ["bidirectional"] = c.Bidirectional,
                 ["special_tokens"] = new JsonObject(Vocabulary.Specials.Select(s => KeyValuePair.Create(s, (JsonNode?)vocabulary.IdOf(s)))),
                 ["labels"] = labels is null ? null : new JsonArray(labels.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
+                ["dropout"] = c.Dropout > 0f ? c.Dropout : null, // a training setting of the model (absent: 0)
             }.ToJsonString(),
         };
         if (data is not null)
@@ -158,7 +165,12 @@ public sealed class Checkpoint
             metadata[TrainKey] = JsonSerializer.Serialize(new TrainJson(training.Step, training.Epoch, training.Position, training.Batch, training.SeqLen,
                 training.ValFraction, OptimizerName(training.Optimizer.Kind), training.Optimizer.LearningRate, training.Optimizer.Momentum,
                 training.Optimizer.ClipNorm, training.Optimizer.ClipValue, training.Seed,
-                double.IsNaN(training.BestValidationLoss) ? null : training.BestValidationLoss));
+                double.IsNaN(training.BestValidationLoss) ? null : training.BestValidationLoss)
+            {
+                Schedule = training.Schedule is { } s ? new ScheduleJson(LearningRateSchedule.Name(s.Kind), s.Decay, s.DecayAfter, s.DecayEvery, s.Min, s.Patience, s.Horizon) : null,
+                LrReductions = training.Reductions,
+                EvalsSinceBest = training.EvaluationsSinceBest,
+            });
         }
         new SafeTensorsFile(tensors, metadata).Write(path);
         RemoveStaleTemporaries(path);
@@ -199,6 +211,8 @@ public sealed class Checkpoint
         var shapes = file.Tensors.ToDictionary(t => t.Name, t => t.Shape, StringComparer.Ordinal);
         int[] Shape(string name) => shapes.TryGetValue(name, out var s) ? s : throw Bad($"tensor '{name}' is missing");
         bool encoderDecoder = shapes.ContainsKey("encoder.rnn.weight_hh_l0");
+        // PyTorch's bidirectional=True: the classifier's stack (or the encoder) has *_reverse tensors.
+        bool bidirectional = shapes.ContainsKey((encoderDecoder ? "encoder.rnn." : "rnn.") + "weight_ih_l0_reverse");
         string stack = encoderDecoder ? "decoder.rnn." : "rnn.", head = encoderDecoder ? "decoder.out." : "decoder.";
         var hh = Shape(stack + "weight_hh_l0");
         var ih = Shape(stack + "weight_ih_l0");
@@ -208,7 +222,9 @@ public sealed class Checkpoint
         int layers = 0;
         while (shapes.ContainsKey($"{stack}weight_hh_l{layers}"))
             layers++;
-        var (mode, labels, configCell) = ParseConfig(file.Metadata, Bad);
+        var (mode, labels, configCell, dropout, configBidirectional) = ParseConfig(file.Metadata, Bad);
+        if (configBidirectional is { } said && said != bidirectional)
+            throw Bad($"'{ConfigKey}' says bidirectional {(said ? "true" : "false")} but the tensors {(bidirectional ? "have" : "have no")} '*_reverse' directions");
         // The cell from the shapes: weight_hh_l{k} is [g·H, H] with g = 1 (nn.RNN), 3 (nn.GRU) or 4 (nn.LSTM).
         int hidden = hh[1];
         int gates = hidden > 0 && hh[0] % hidden == 0 ? hh[0] / hidden : 0;
@@ -225,7 +241,15 @@ public sealed class Checkpoint
             throw Bad($"{head}weight has {dec[0]} rows but {stack}weight_ih_l0 reads V = {ih[1]}; a language model predicts its own vocabulary");
         if (encoderDecoder != (mode == DataMode.Pairs) && shapes.Count > 0 && file.Metadata.ContainsKey(ConfigKey))
             throw Bad($"'{ConfigKey}' says mode {ModeName(mode)} but the tensors are {(encoderDecoder ? "an encoder–decoder's" : "a single stack's")}");
-        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell);
+        if (bidirectional && labels is null && !encoderDecoder)
+            throw Bad("the tensors have '*_reverse' directions but no classifier labels: a language model cannot be bidirectional");
+        // The attention from the tensors: attention.combine.weight (Luong), with attention.weight for general; attention.score.weight (Bahdanau).
+        var attention = shapes.ContainsKey("attention.score.weight") ? AttentionKind.Additive
+            : !shapes.ContainsKey("attention.combine.weight") ? AttentionKind.None
+            : shapes.ContainsKey("attention.weight") ? AttentionKind.General : AttentionKind.Dot;
+        if (attention != AttentionKind.None && !encoderDecoder)
+            throw Bad($"attention tensors in a model without an encoder (attention needs pairs mode)");
+        var config = new ModelConfig(ih[1], hidden, layers, labels?.Length ?? 0, encoderDecoder, cell, dropout, bidirectional, attention);
         if (config.Vocab < 1 || config.Hidden < 1)
             throw Bad($"sizes V={config.Vocab}, H={config.Hidden} read off the tensors must be positive");
         var layout = new ParameterLayout(config);
@@ -334,10 +358,10 @@ public sealed class Checkpoint
         }
     }
 
-    /// <summary>Creates the model on <paramref name="device"/> with these weights.</summary>
-    public RnnModel CreateModel(GpuDevice device)
+    /// <summary>Creates the model on <paramref name="device"/> with these weights (and, when given, another training <paramref name="dropout"/>).</summary>
+    public RnnModel CreateModel(GpuDevice device, float? dropout = null)
     {
-        var model = new RnnModel(device, Config, seed: 0);
+        var model = new RnnModel(device, Config with { Dropout = dropout ?? Config.Dropout }, seed: 0);
         foreach (var (name, data) in Weights)
             model.SetTensor(name, data);
         return model;
@@ -434,11 +458,11 @@ public sealed class Checkpoint
         _ => throw new GpuRnnException("mode", $"{name}: use stream, lines, labeled or pairs"),
     };
 
-    /// <summary>Mode, labels and cell from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, and the cell of the shapes).</summary>
-    private static (DataMode Mode, string[]? Labels, CellKind? Cell) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
+    /// <summary>Mode, labels, cell, dropout and directions from <c>gpurnn.config</c> (absent: a stream language model, as a PyTorch export is, the cell and directions of the shapes, no dropout).</summary>
+    private static (DataMode Mode, string[]? Labels, CellKind? Cell, float Dropout, bool? Bidirectional) ParseConfig(IReadOnlyDictionary<string, string> metadata, Func<string, GpuRnnException> bad)
     {
         if (!metadata.TryGetValue(ConfigKey, out string? json))
-            return (DataMode.Stream, null, null);
+            return (DataMode.Stream, null, null, 0f, null);
         try
         {
             var node = JsonNode.Parse(json) as JsonObject ?? throw new JsonException("not an object");
@@ -447,7 +471,11 @@ public sealed class Checkpoint
             if (labels is not null && (labels.Length < 2 || labels.Distinct(StringComparer.Ordinal).Count() != labels.Length))
                 throw new JsonException("labels must be at least 2 distinct names");
             CellKind? cell = node["cell"] is JsonValue c ? ParseCell(c.GetValue<string>()) : null;
-            return (mode, labels, cell);
+            float dropout = node["dropout"] is JsonValue d ? d.GetValue<float>() : 0f;
+            if (!(dropout >= 0f && dropout < 1f))
+                throw new JsonException($"dropout {dropout} is outside [0, 1)");
+            bool? bidirectional = node["bidirectional"] is JsonValue b ? b.GetValue<bool>() : null;
+            return (mode, labels, cell, dropout, bidirectional);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or GpuRnnException)
         {
@@ -498,12 +526,38 @@ public sealed class Checkpoint
         {
             throw bad($"metadata '{TrainKey}': {e.Message}");
         }
-        return new TrainingState(t.Step, t.Epoch, t.Position, t.Batch, t.SeqLen, t.ValFraction, optimizer, t.Seed, t.BestValLoss ?? double.NaN);
+        LearningRateSchedule? schedule = null;
+        try
+        {
+            if (t.Schedule is { } s)
+            {
+                schedule = new LearningRateSchedule(LearningRateSchedule.Parse(s.Kind), s.Decay, s.DecayAfter, s.DecayEvery, s.Min, s.Patience, s.Steps);
+                schedule.Validate();
+            }
+        }
+        catch (GpuRnnException e)
+        {
+            throw bad($"metadata '{TrainKey}': schedule: {e.Message}");
+        }
+        if (t.LrReductions < 0 || t.EvalsSinceBest < 0)
+            throw bad($"metadata '{TrainKey}' has out-of-range values");
+        return new TrainingState(t.Step, t.Epoch, t.Position, t.Batch, t.SeqLen, t.ValFraction, optimizer, t.Seed, t.BestValLoss ?? double.NaN, schedule, t.LrReductions, t.EvalsSinceBest);
     }
 
     private static string Show(int[] shape) => "[" + string.Join(", ", shape) + "]";
 
     /// <summary>The JSON of <c>gpurnn.train</c>.</summary>
     private sealed record TrainJson(long Step, int Epoch, int Position, int Batch, int SeqLen, double ValFraction,
-        string Optimizer, float Lr, float Momentum, float ClipNorm, float ClipValue, int Seed, double? BestValLoss);
+        string Optimizer, float Lr, float Momentum, float ClipNorm, float ClipValue, int Seed, double? BestValLoss)
+    {
+        /// <summary>The learning-rate schedule (absent: constant, as files written before schedules).</summary>
+        public ScheduleJson? Schedule { get; init; }
+
+        public int LrReductions { get; init; }
+
+        public int EvalsSinceBest { get; init; }
+    }
+
+    /// <summary>A <see cref="LearningRateSchedule"/> in <c>gpurnn.train</c>.</summary>
+    private sealed record ScheduleJson(string Kind, double Decay, long DecayAfter, long DecayEvery, double Min, int Patience, long Steps);
 }

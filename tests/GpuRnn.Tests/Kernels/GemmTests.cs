@@ -147,6 +147,61 @@ public sealed class GemmTests(string spec) : DeviceFixture(spec)
         AssertClose(Get(c), expected, i => (k + 3) * U * magnitude[i] + 1e-30, $"gate-tiled GEMM M={m} H={hidden} g={gates} tB={transB}");
     }
 
+    private static IEnumerable<TestCaseData> BatchedCases()
+    {
+        (int M, int N, int K)[] shapes = [(1, 1, 1), (3, 17, 65), (17, 65, 3), (33, 1, 65), (9, 10, 13), (65, 33, 17)];
+        foreach (var (m, n, k) in shapes)
+            foreach (int batch in new[] { 1, 3 })
+                foreach (bool interleaved in new[] { false, true })
+                    foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                        yield return new TestCaseData(m, n, k, ta, tb, batch, interleaved);
+    }
+
+    /// <summary>
+    /// The batched GEMM (grid z = product) on two layouts per operand: <c>interleaved</c>, the time-major one of
+    /// attention ([rows, B, width]: leading dimension B·width, batch stride width, read in place), and blocked
+    /// with padded rows (leading dimension width + 2, batch stride rows·ld + 1). C starts as NaN; the elements no
+    /// product covers (the padding) must stay NaN, every covered one gets the GEMM bound of <see cref="MatchesReference"/>.
+    /// </summary>
+    [TestCaseSource(nameof(BatchedCases))]
+    public void BatchedMatchesReference(int m, int n, int k, bool transA, bool transB, int batch, bool interleaved)
+    {
+        var rng = new Random(m * 1000 + n * 10 + k + batch);
+        (int Ld, int Stride, long Length) Layout(int rows, int width) =>
+            interleaved ? (batch * width, width, (long)rows * batch * width) : (width + 2, rows * (width + 2) + 1, batch * ((long)rows * (width + 2) + 1));
+        var la = Layout(transA ? k : m, transA ? m : k);
+        var lb = Layout(transB ? n : k, transB ? k : n);
+        var lc = Layout(m, n);
+        var a = TestData.Uniform(rng, la.Length);
+        var b = TestData.Uniform(rng, lb.Length);
+        var c = TestData.Uniform(rng, lc.Length);
+        var s = new GemmShape(m, n, k, transA, transB).Strided(la.Ld, lb.Ld, lc.Ld).Batched(batch, la.Stride, lb.Stride, lc.Stride);
+        Assert.That((s.ALength, s.BLength, s.CLength), Is.EqualTo((la.Length - (interleaved ? 0 : 3), lb.Length - (interleaved ? 0 : 3), lc.Length - (interleaved ? 0 : 3))),
+            "lengths end at the last product's last element");
+        var cView = Put(c);
+        K.Gemm(s, -0.75f, Put(a), Put(b), 1.5f, cView);
+        var poisoned = Poisoned(lc.Length);
+        K.Gemm(s, 1f, Put(a), Put(b), 0f, poisoned);
+
+        var ld = (la.Ld, lb.Ld, lc.Ld);
+        var stride = (la.Stride, lb.Stride, lc.Stride);
+        var expected = RefOps.GemmBatched(m, n, k, transA, transB, -0.75, TestData.ToDouble(a), TestData.ToDouble(b), 1.5, TestData.ToDouble(c), batch, ld, stride);
+        var magnitude = RefOps.GemmBatched(m, n, k, transA, transB, 0.75, Abs(a), Abs(b), 1.5, Abs(c), batch, ld, stride);
+        AssertClose(Get(cView), expected, i => (k + 3) * U * magnitude[i] + 1e-30, $"batched GEMM {m}x{n}x{k}x{batch} tA={transA} tB={transB}");
+        var covered = RefOps.GemmBatched(m, n, k, transA, transB, 1, TestData.ToDouble(a), TestData.ToDouble(b), 0, Enumerable.Repeat(double.NaN, (int)lc.Length).ToArray(), batch, ld, stride);
+        var got = Get(poisoned);
+        for (int i = 0; i < got.Length; i++)
+            Assert.That(double.IsNaN(got[i]), Is.EqualTo(double.IsNaN(covered[i])), $"element {i}: written exactly where a product lies");
+    }
+
+    [Test]
+    public void RejectsStridesNarrowerThanTheRows()
+    {
+        var s = new GemmShape(4, 4, 4, false, false).Strided(3, 4, 4);
+        var ex = Assert.Throws<ArgumentException>(() => K.Gemm(s, 1f, Put(new float[16]), Put(new float[16]), 0f, Put(new float[16])));
+        Assert.That(ex!.Message, Does.Contain("lda=3"));
+    }
+
     [Test]
     public void ZeroInnerDimensionGivesBetaC()
     {

@@ -57,17 +57,20 @@ public sealed class RefModel
     }
 
     /// <summary>The tensors of one stack of L layers of a cell, names starting with <paramref name="prefix"/>.</summary>
-    public static IEnumerable<(string Name, int[] Shape)> StackLayout(string prefix, int vocab, int hidden, int layers, CellKind cell)
+    public static IEnumerable<(string Name, int[] Shape)> StackLayout(string prefix, int vocab, int hidden, int layers, CellKind cell, bool bidirectional = false)
     {
         int rows = (int)cell * hidden;
         for (int k = 0; k < layers; k++)
         {
-            // Layer 0 reads the one-hot token (width V); higher layers read the layer below (width H).
-            int inWidth = k == 0 ? vocab : hidden;
-            yield return ($"{prefix}weight_ih_l{k}", new[] { rows, inWidth });
-            yield return ($"{prefix}weight_hh_l{k}", new[] { rows, hidden });
-            yield return ($"{prefix}bias_ih_l{k}", new[] { rows });
-            yield return ($"{prefix}bias_hh_l{k}", new[] { rows });
+            // Layer 0 reads the one-hot token (width V); higher layers read the layer below (width H, or 2H: both directions).
+            int inWidth = k == 0 ? vocab : bidirectional ? 2 * hidden : hidden;
+            foreach (string suffix in bidirectional ? new[] { "", "_reverse" } : [""])
+            {
+                yield return ($"{prefix}weight_ih_l{k}{suffix}", new[] { rows, inWidth });
+                yield return ($"{prefix}weight_hh_l{k}{suffix}", new[] { rows, hidden });
+                yield return ($"{prefix}bias_ih_l{k}{suffix}", new[] { rows });
+                yield return ($"{prefix}bias_hh_l{k}{suffix}", new[] { rows });
+            }
         }
     }
 

@@ -35,6 +35,74 @@ public static class RefOps
     }
 
     /// <summary>
+    /// A strided batched GEMM written from its definition: for z &lt; batch, C_z = α·op(A_z)·op(B_z) + β·C_z with
+    /// X_z[r, c] stored at z·strideX + r·ldX + c (op as in <see cref="Gemm"/>). Returns a copy of <paramref name="c"/>
+    /// with the products' elements replaced; the elements no product covers keep their value.
+    /// </summary>
+    public static double[] GemmBatched(int m, int n, int k, bool transA, bool transB, double alpha, double[] a, double[] b, double beta, double[] c,
+        int batch, (int Lda, int Ldb, int Ldc) ld, (long A, long B, long C) stride)
+    {
+        var result = (double[])c.Clone();
+        for (int z = 0; z < batch; z++)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double sum = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        double aip = transA ? a[z * stride.A + p * ld.Lda + i] : a[z * stride.A + i * ld.Lda + p];
+                        double bpj = transB ? b[z * stride.B + j * ld.Ldb + p] : b[z * stride.B + p * ld.Ldb + j];
+                        sum += aip * bpj;
+                    }
+                    long at = z * stride.C + i * ld.Ldc + j;
+                    result[at] = alpha * sum + (beta != 0.0 ? beta * c[at] : 0.0);
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Attention weights: row r = t·B + b of scores [R, S] softmaxed over its first lengths[r mod B] columns, the
+    /// rest 0 (their scores are never read).
+    /// </summary>
+    public static double[] MaskedSoftmax(double[] scores, int rows, int batch, int columns, int[] lengths)
+    {
+        var a = new double[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            int n = lengths[r % batch];
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < n; j++)
+                max = Math.Max(max, scores[r * columns + j]);
+            double sum = 0;
+            for (int j = 0; j < n; j++)
+                sum += Math.Exp(scores[r * columns + j] - max);
+            for (int j = 0; j < n; j++)
+                a[r * columns + j] = Math.Exp(scores[r * columns + j] - max) / sum;
+        }
+        return a;
+    }
+
+    /// <summary>Its gradient: ds[r, j] = a[r, j]·(da[r, j] − Σ_k a[r, k]·da[r, k]) over the true positions, 0 elsewhere.</summary>
+    public static double[] MaskedSoftmaxBackward(double[] a, double[] da, int rows, int batch, int columns, int[] lengths)
+    {
+        var ds = new double[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            int n = lengths[r % batch];
+            double dot = 0;
+            for (int j = 0; j < n; j++)
+                dot += a[r * columns + j] * da[r * columns + j];
+            for (int j = 0; j < n; j++)
+                ds[r * columns + j] = a[r * columns + j] * (da[r * columns + j] - dot);
+        }
+        return ds;
+    }
+
+    /// <summary>
     /// Softmax cross-entropy per row. logits [R, V], targets [R] (a target &lt; 0 is ignored).
     /// RowLoss [R]: -log softmax(logits_r)[target_r], 0 for ignored rows.
     /// DLogits [R, V]: (softmax - onehot(target)) * scale, all zeros for ignored rows.
@@ -82,5 +150,20 @@ public static class RefOps
             for (int c = 0; c < cols; c++)
                 sums[c] += x[r * cols + c];
         return sums;
+    }
+
+    /// <summary>
+    /// The dropout factor of element <paramref name="index"/> of a block with key <paramref name="key"/>: 1/(1 − p) when
+    /// kept, 0 when dropped. Kept iff the top 24 bits of SplitMix64's finaliser of key + index·0x9E3779B97F4A7C15 are at
+    /// least round(p·2²⁴), written here from the definition (Steele, Lea and Flood 2014), not from the engine's code.
+    /// </summary>
+    public static double DropoutFactor(ulong key, long index, double p)
+    {
+        ulong z = unchecked(key + (ulong)index * 0x9E3779B97F4A7C15UL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z ^= z >> 31;
+        ulong top24 = z >> 40;
+        return top24 >= (ulong)Math.Round(p * (1 << 24)) ? 1.0 / (1.0 - p) : 0.0;
     }
 }

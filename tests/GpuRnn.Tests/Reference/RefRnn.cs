@@ -30,12 +30,14 @@ public sealed record RefResult(double Loss, Dictionary<string, double[]> Grads, 
 /// </summary>
 public static class RefRnn
 {
-    public static RefResult ForwardBackward(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null)
+    /// <param name="drop">Dropout: drop(b, k, t) are the factors [H] of row b's layer k output at step t (null: none).</param>
+    public static RefResult ForwardBackward(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null,
+        Func<int, int, int, double[]?>? drop = null)
     {
         var (batch, steps) = CheckArgs(m, inputs, targets, h0, c0, lengths);
         int vocab = m.V, hidden = m.H;
         var stack = Stack(m);
-        var runs = Forward(m, stack, inputs, h0, c0, lengths); // one per row
+        var runs = Forward(m, stack, inputs, h0, c0, lengths, drop); // one per row
         double[] logits = Logits(m, runs, steps);              // [S, B, V]
         int[] tgt = TimeMajorTargets(targets, batch, steps);   // [S*B]
 
@@ -85,10 +87,11 @@ public static class RefRnn
     }
 
     /// <summary>Forward pass only; the same loss as <see cref="ForwardBackward"/>.</summary>
-    public static double Loss(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null)
+    public static double Loss(RefModel m, int[,] inputs, int[,] targets, double[][]? h0 = null, double[][]? c0 = null, int[]? lengths = null,
+        Func<int, int, int, double[]?>? drop = null)
     {
         var (batch, steps) = CheckArgs(m, inputs, targets, h0, c0, lengths);
-        var runs = Forward(m, Stack(m), inputs, h0, c0, lengths);
+        var runs = Forward(m, Stack(m), inputs, h0, c0, lengths, drop);
         double[] logits = Logits(m, runs, steps);             // [S, B, V]
         int[] tgt = TimeMajorTargets(targets, batch, steps);  // [S*B]
         int count = CountTargets(tgt);
@@ -102,12 +105,13 @@ public static class RefRnn
     private static RefStack Stack(RefModel m) => new(m.Cell, "rnn.", m.V, m.H, m.L);
 
     /// <summary>Runs every row b of inputs [B, S] through the stack from its slice of h0 (c0) [L][B*H].</summary>
-    private static RefStackRun[] Forward(RefModel m, RefStack stack, int[,] inputs, double[][]? h0, double[][]? c0, int[]? lengths)
+    private static RefStackRun[] Forward(RefModel m, RefStack stack, int[,] inputs, double[][]? h0, double[][]? c0, int[]? lengths, Func<int, int, int, double[]?>? drop = null)
     {
         int batch = inputs.GetLength(0), steps = inputs.GetLength(1), hidden = m.H;
         double[][]? Row(double[][]? state, int b) => state?.Select(layer => layer.AsSpan(b * hidden, hidden).ToArray()).ToArray();
         return Enumerable.Range(0, batch)
-            .Select(b => stack.Forward(m.Params, Enumerable.Range(0, steps).Select(t => inputs[b, t]).ToArray(), Row(h0, b), Row(c0, b), lengths?[b]))
+            .Select(b => stack.Forward(m.Params, Enumerable.Range(0, steps).Select(t => inputs[b, t]).ToArray(), Row(h0, b), Row(c0, b), lengths?[b],
+                drop is null ? null : (k, t) => drop(b, k, t)))
             .ToArray();
     }
 
