@@ -174,6 +174,9 @@ internal sealed class Reporter
     /// <summary>The learning rate of the update being reported (a schedule changes it).</summary>
     public float LearningRate { get; set; }
 
+    /// <summary>Whether a schedule changes the rate: only then does the live line show it (the JSON record always has it).</summary>
+    public bool Scheduled { get; set; }
+
     public void Step(long step, double loss, double smoothed)
     {
         History.AddStep(step, loss);
@@ -243,7 +246,8 @@ internal sealed class Reporter
             fields.Add(new(string.Create(inv, $"val {lv.Loss:F4}"), string.Create(inv, $"val {lv.Loss:F2}"), 4));
             fields.Add(new(string.Create(inv, $"ppl {Math.Exp(lv.Loss):F2}"), null, 8));
         }
-        fields.Add(new(string.Create(inv, $"lr {LearningRate:G3}"), null, 10));
+        if (Scheduled)
+            fields.Add(new(string.Create(inv, $"lr {LearningRate:G3}"), null, 10));
         if (double.IsFinite(rate))
             fields.Add(new(string.Create(inv, $"{rate:N0} tok/s"), $"{StatusLine.Compact(rate)} tok/s", 7));
         fields.Add(new($"eta {StatusLine.Duration(EtaSeconds)}", null, 3));

@@ -217,6 +217,7 @@ internal sealed class TrainRun
         var history = Resume is not null ? start!.History ?? new TrainingHistory() : new TrainingHistory(); // a resumed run's plot covers the whole run
         string bestPath = BestPath(Out);
         var report = new Reporter(stdout, Json, LogPath, total, Batch * (Mode == DataMode.Stream ? SeqLen : set.Longest), history);
+        report.Scheduled = schedule.Kind != ScheduleKind.Constant;
         report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
             $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}" + (model.Config.Dropout > 0 ? $" dropout={model.Config.Dropout}" : "") +
             $", {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}" + (schedule.Kind != ScheduleKind.Constant ? $" ({LearningRateSchedule.Name(schedule.Kind)} schedule)" : "") + $"; {total} steps" +
