@@ -168,18 +168,7 @@ public sealed class BidirectionalTests(string spec) : DeviceFixture(spec)
             Assert.That(loaded.Weights.Keys, Does.Contain("rnn.weight_ih_l0_reverse").And.Contain("rnn.bias_hh_l1_reverse"));
             Assert.That(model.Layout["rnn.weight_ih_l1"].Shape, Is.EqualTo(new[] { CellShapes.Gates(cell) * hidden, 2 * hidden }), "PyTorch's shape");
 
-            using var resumedModel = loaded.CreateModel(Device);
-            using var resumed = new Trainer(resumedModel, optimizer);
-            loaded.RestoreTrainer(resumed, resumedModel);
-            var again = new SequenceBatcher(seqs, labels, batch, bos: -1, eos: -1, seed: 1);
-            again.Seek(loaded.Training!.Epoch, loaded.Training.Position);
-            for (int i = 0; i < 2; i++)
-            {
-                trainer.Step(batcher.Next(), readLoss: false);
-                resumed.Step(again.Next(), readLoss: false);
-            }
-            foreach (var t in model.Layout.Tensors)
-                Assert.That(resumedModel.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, $"{cell} {t.Name} after resuming");
+            AssertResumesIdentically(loaded, optimizer, model, trainer, batcher, new SequenceBatcher(seqs, labels, batch, bos: -1, eos: -1, seed: 1), $"{cell}");
         }
         finally
         {

@@ -130,18 +130,7 @@ public sealed class CellStackTests(string spec) : DeviceFixture(spec)
                     Assert.That(loaded.CellState[layer], Is.EqualTo(trainer.GetCellState(layer)).AsCollection, $"state.c_l{layer}");
             }
 
-            using var resumedModel = loaded.CreateModel(Device);
-            using var resumed = new Trainer(resumedModel, optimizer);
-            loaded.RestoreTrainer(resumed, resumedModel);
-            var again = Batcher(vocab, 300);
-            again.Seek(loaded.Training!.Epoch, loaded.Training.Position);
-            for (int i = 0; i < 2; i++)
-            {
-                trainer.Step(batcher.Next(), readLoss: false);
-                resumed.Step(again.Next(), readLoss: false);
-            }
-            foreach (var t in model.Layout.Tensors)
-                Assert.That(resumedModel.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, $"{cell} {t.Name} after resuming");
+            AssertResumesIdentically(loaded, optimizer, model, trainer, batcher, Batcher(vocab, 300), $"{cell}");
         }
         finally
         {

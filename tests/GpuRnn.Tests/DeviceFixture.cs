@@ -66,6 +66,27 @@ public abstract class DeviceFixture
     }
 
     /// <summary>Asserts |actual − expected| ≤ tolerance[i] element-wise, reporting the worst element.</summary>
+    /// <summary>
+    /// Resumes <paramref name="loaded"/> (saved from <paramref name="trainer"/> on <paramref name="model"/> reading
+    /// <paramref name="batcher"/>) with <paramref name="again"/>, a fresh copy of the batcher, and checks that two
+    /// more steps of both leave every tensor bit-identical.
+    /// </summary>
+    protected void AssertResumesIdentically(GpuRnn.Checkpoints.Checkpoint loaded, OptimizerSettings optimizer, RnnModel model, Trainer trainer,
+        ITrainingData batcher, ITrainingData again, string what)
+    {
+        using var resumedModel = loaded.CreateModel(Device);
+        using var resumed = new Trainer(resumedModel, optimizer);
+        loaded.RestoreTrainer(resumed, resumedModel);
+        again.Seek(loaded.Training!.Epoch, loaded.Training.Position);
+        for (int i = 0; i < 2; i++)
+        {
+            trainer.Step(batcher.Next(), readLoss: false);
+            resumed.Step(again.Next(), readLoss: false);
+        }
+        foreach (var t in model.Layout.Tensors)
+            Assert.That(resumedModel.GetTensor(t.Name), Is.EqualTo(model.GetTensor(t.Name)).AsCollection, $"{what} {t.Name} after resuming");
+    }
+
     protected static void AssertClose(float[] actual, double[] expected, Func<int, double> tolerance, string what)
     {
         Assert.That(actual, Has.Length.EqualTo(expected.Length), what + ": length");
