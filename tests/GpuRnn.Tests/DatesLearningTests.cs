@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
 using NUnit.Framework;
 
 namespace GpuRnn.Tests;
@@ -20,22 +18,11 @@ public sealed class DatesLearningTests : CliHarness
     public void LstmEncoderDecoderGetsDatesExactlyRight()
     {
         string pairs = P("dates.tsv"), model = P("dates.safetensors"), val = P("val.tsv");
-        string script = Path.Combine(TestData.RepoRoot(), "examples", "make_pairs.py");
-        var psi = new ProcessStartInfo("python3", $"\"{script}\" dates 20000 1") { RedirectStandardOutput = true };
-        using (var process = Process.Start(psi)!)
-        {
-            File.WriteAllText(pairs, process.StandardOutput.ReadToEnd());
-            process.WaitForExit();
-            Assert.That(process.ExitCode, Is.Zero, "make_pairs.py");
-        }
-        File.WriteAllLines(val, File.ReadAllLines(pairs)[^400..]); // the held-out tail of --val-fraction 0.02
-        var train = Run("train", "--mode", "pairs", "--cell", "lstm", "--data", pairs, "--hidden", "64", "--layers", "1", "--batch", "32",
-            "--steps", Steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--eval-every", "500", "--val-fraction", "0.02", "--lr", "0.01", "--device", "cpu", "--json", "--out", model);
+        DatesTask.Write(pairs, val);
+        var train = Run([.. DatesTask.TrainArgs(pairs, model, Steps), "--cell", "lstm", "--hidden", "64", "--layers", "1", "--batch", "32",
+            "--eval-every", "500", "--lr", "0.01"]);
         Assert.That(train.Code, Is.Zero, train.Err);
-        var eval = Run("eval", "--checkpoint", model, "--data", val, "--device", "cpu", "--json");
-        Assert.That(eval.Code, Is.Zero, eval.Err);
-        var result = JsonDocument.Parse(eval.Out).RootElement;
-        double exact = result.GetProperty("exact_match").GetDouble(), tokens = result.GetProperty("token_accuracy").GetDouble();
+        var (exact, tokens) = DatesTask.Score(Run, model, val);
         TestContext.Out.WriteLine($"LSTM H=64, {Steps} steps: exact match {exact:P1}, token accuracy {tokens:P1} on the 400 held-out dates");
         Assert.That(exact, Is.GreaterThanOrEqualTo(MinimumExactMatch));
     }
