@@ -25,8 +25,6 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
 
     private Trainer NewTrainer(RnnModel model, long step) => new(model, new OptimizerSettings(OptimizerKind.Sgd, 0.1f)) { DropoutSeed = Seed, StepCount = step - 1 };
 
-    private static Dictionary<string, double[]> Weights(RnnModel model) =>
-        model.Layout.Tensors.ToDictionary(t => t.Name, t => model.GetTensor(t.Name).Select(x => (double)x).ToArray());
 
     /// <summary>Stream windows (carried state, a short last window), each a different update so each has its own masks.</summary>
     [Test]
@@ -111,7 +109,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
         var window = new SequenceBatcher(seqs, labels, B, bos: -1, eos: -1, seed: 1).Next();
         trainer.ComputeGradients(window);
 
-        var p = Weights(model);
+        var p = WeightsInDouble(model);
         var grads = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
         double loss = 0;
         for (int b = 0; b < B; b++)
@@ -149,7 +147,7 @@ public sealed class DropoutTrainingTests(string spec) : DeviceFixture(spec)
         var window = SequenceBatcher.Pairs(sources, targets, B, bos: bos, eos: eos, seed: 1).Next();
         trainer.ComputeGradients(window);
 
-        var p = Weights(model);
+        var p = WeightsInDouble(model);
         var grads = p.ToDictionary(kv => kv.Key, kv => new double[kv.Value.Length]);
         var source = window.Source!;
         double loss = 0;

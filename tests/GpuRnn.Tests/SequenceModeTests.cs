@@ -8,9 +8,6 @@ namespace GpuRnn.Tests;
 [TestFixtureSource(typeof(TestDevices), nameof(TestDevices.Specs))]
 public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
 {
-    /// <summary>Same float32-vs-double bound as the stream-mode whole-step test (TrainerTests).</summary>
-    internal const double Rtol = 1e-5, Atol = 1e-5;
-
     /// <summary>Lengths that differ, including 1 and one much longer sequence.</summary>
     internal static int[][] Sequences(int vocab, int seed)
     {
