@@ -220,6 +220,7 @@ internal sealed class TrainRun
         report.Scheduled = schedule.Kind != ScheduleKind.Constant;
         report.Start($"device {gpu.Info}; {Checkpoint.ModeName(Mode)} data {dataName}: {set.Description}, V={vocab.Count}; " +
             $"{Checkpoint.CellName(model.Config.Cell)} L={model.Config.Layers} H={model.Config.Hidden} B={Batch} T={SeqLen}" + (model.Config.Dropout > 0 ? $" dropout={model.Config.Dropout}" : "") +
+            (model.Config.Bidirectional ? " bidirectional" : "") + (model.Config.Attention != AttentionKind.None ? $" attention={AttentionNames.Name(model.Config.Attention)}" : "") +
             $", {Checkpoint.OptimizerName(Optimizer.Kind)} lr={Optimizer.LearningRate}" + (schedule.Kind != ScheduleKind.Constant ? $" ({LearningRateSchedule.Name(schedule.Kind)} schedule)" : "") + $"; {total} steps" +
             (Resume is not null ? $", resuming at step {trainer.StepCount}" : ""));
 

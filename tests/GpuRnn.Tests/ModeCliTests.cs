@@ -54,10 +54,6 @@ public sealed class ModeCliTests : CliHarness
         Assert.That(predict.Out.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(2), "one continuation per input line");
     }
 
-    /// <summary>
-    /// --cell in every mode: train, then the command that uses the model (sample, predict or eval) and
-    /// info, which names the cell; a resume continues with the checkpoint's cell.
-    /// </summary>
     /// <summary>--bidirectional trains a classifier and an encoder–decoder (info lists the reverse tensors, resume works); the language-model modes refuse it in one line.</summary>
     [Test]
     public void BidirectionalTrainsWhereItMayAndIsRefusedElsewhere([Values("stream", "lines", "labeled", "pairs")] string mode)
@@ -69,7 +65,7 @@ public sealed class ModeCliTests : CliHarness
             _ => Names(),
         };
         string model = P($"bi-{mode}.safetensors");
-        var (code, _, error) = Run(["train", .. Small, "--cell", "gru", "--bidirectional", "--mode", mode, "--data", data, "--steps", "2", "--val-fraction", "0", "--seq-len", "4", "--out", model]);
+        var (code, output, error) = Run(["train", .. Small, "--cell", "gru", "--bidirectional", "--mode", mode, "--data", data, "--steps", "2", "--val-fraction", "0", "--seq-len", "4", "--out", model]);
         if (mode is "stream" or "lines")
         {
             Assert.That(code, Is.Not.EqualTo(0));
@@ -78,12 +74,17 @@ public sealed class ModeCliTests : CliHarness
         }
         Assert.That(code, Is.EqualTo(0), error);
         Assert.That(Checkpoint.Load(model).Config.Bidirectional, Is.True);
+        Assert.That(output, Does.Contain("gru L=1 H=").And.Contain(" bidirectional"), "the start line names the encoder's directions");
         var info = Run("info", "--checkpoint", model);
         Assert.That(info.Out, Does.Contain("weight_ih_l0_reverse [").And.Contain("bidirectional"));
         var resumed = Run("train", "--device", "cpu", "--resume", model, "--data", data, "--steps", "3", "--length", "0", "--out", P($"bi-{mode}-2.safetensors"));
         Assert.That(resumed.Code, Is.EqualTo(0), resumed.Err);
     }
 
+    /// <summary>
+    /// --cell in every mode: train, then the command that uses the model (sample, predict or eval) and
+    /// info, which names the cell; a resume continues with the checkpoint's cell.
+    /// </summary>
     [Test]
     public void EveryCellTrainsInEveryMode([Values("gru", "lstm")] string cell, [Values("stream", "lines", "labeled", "pairs")] string mode)
     {
@@ -223,6 +224,7 @@ public sealed class ModeCliTests : CliHarness
         var train = Run(["train", .. Small, "--mode", "pairs", "--attention", attention, "--data", path, "--steps", "3", "--val-fraction", "0.34", "--out", P("att.safetensors"), "--json"]);
         Assert.That(train.Code, Is.EqualTo(0), train.Err);
         Assert.That(Checkpoint.Load(P("att.safetensors")).Config.Attention, Is.EqualTo(AttentionNames.Parse(attention)));
+        Assert.That(train.Out, Does.Contain($" attention={attention}"), "the start line names the attention");
         var info = Run("info", "--checkpoint", P("att.safetensors"));
         Assert.That(info.Code, Is.EqualTo(0), info.Err);
         Assert.That(info.Out, Does.Contain(attention == "additive"

@@ -9,10 +9,10 @@ namespace GpuRnn.Tests;
 public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
 {
     /// <summary>Lengths that differ, including 1 and one much longer sequence.</summary>
-    internal static int[][] Sequences(int vocab, int seed)
+    internal static int[][] Sequences(int vocab, int seed, bool dateLengths = false)
     {
         var rng = new Random(seed);
-        int[] lengths = [3, 1, 9, 2, 4];
+        int[] lengths = dateLengths ? [18, 1, 10, 3, 17, 11] : [3, 1, 9, 2, 4]; // the dates task's sources run from 8 to 18 characters, targets 10 + eos
         return lengths.Select(n => Enumerable.Range(0, n).Select(_ => 4 + rng.Next(vocab - 4)).ToArray()).ToArray();
     }
 
@@ -126,7 +126,8 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     /// fails every case. With a bidirectional encoder the memory is the sum of both directions' top outputs, so the
     /// reverse direction's weights get the attention's gradient too (the reference's dTopReverse): a reverse direction left
     /// without it fails every bidirectional case with attention. Additive (Bahdanau) attention makes the decoder's first layer
-    /// run step by step on the fused path too (the other layers and the encoder fused).
+    /// run step by step on the fused path too (the other layers and the encoder fused). The last three cases have the dates
+    /// task's lengths (sources 1 to 18, targets to 18 + eos), so the memory's middle positions and long decoder windows are covered.
     /// </summary>
     [TestCase(1, 6, 9, CellKind.Elman, AttentionKind.None, false)]
     [TestCase(2, 5, 8, CellKind.Elman, AttentionKind.None, false)]
@@ -152,11 +153,14 @@ public sealed class SequenceModeTests(string spec) : DeviceFixture(spec)
     [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.Additive, true)]
     [TestCase(2, 5, 8, CellKind.Gru, AttentionKind.Additive, true, Recurrence.Fused)]
     [TestCase(2, 5, 8, CellKind.Lstm, AttentionKind.Additive, false, Recurrence.Fused)]
+    [TestCase(1, 7, 11, CellKind.Gru, AttentionKind.Dot, false, Recurrence.PerStep, true)]
+    [TestCase(1, 7, 11, CellKind.Lstm, AttentionKind.General, true, Recurrence.PerStep, true)]
+    [TestCase(1, 7, 11, CellKind.Gru, AttentionKind.Additive, true, Recurrence.Fused, true)]
     public void EncoderDecoderMatchesTheReference(int layers, int hidden, int vocab, CellKind cell, AttentionKind attention, bool bidirectional,
-        Recurrence recurrence = Recurrence.PerStep)
+        Recurrence recurrence = Recurrence.PerStep, bool dateLengths = false)
     {
-        var sources = Sequences(vocab, 20 + layers);
-        var targets = Sequences(vocab, 30 + layers).Reverse().ToArray();
+        var sources = Sequences(vocab, 20 + layers, dateLengths);
+        var targets = Sequences(vocab, 30 + layers, dateLengths).Reverse().ToArray();
         using var model = new RnnModel(Device, new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention), seed: 9) { Recurrence = recurrence };
         if (attention == AttentionKind.Additive)
             SharpenAdditiveScores(model);
