@@ -19,6 +19,7 @@ internal readonly record struct OnnxDim(long Size, string? Symbol)
 internal sealed class OnnxGraph
 {
     private readonly Dictionary<long, string> axes = [];
+    private readonly Dictionary<string, string> shapes = [];
     private int next;
 
     public OnnxGraph(string name) => Proto = new GraphProto { Name = name };
@@ -47,6 +48,16 @@ internal sealed class OnnxGraph
         return name;
     }
 
+    /// <summary>The transpose [cols, rows] of the row-major <paramref name="data"/> [rows, cols] as a float initializer (a weight for <c>x·Wᵀ</c> by <c>MatMul</c>); returns its name.</summary>
+    public string TransposedFloats(string name, float[] data, int rows, int cols)
+    {
+        var t = new float[data.Length];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                t[c * rows + r] = data[r * cols + c];
+        return Floats(name, t, cols, rows);
+    }
+
     /// <summary>A 1-D int64 initializer (axes, shapes); returns its name.</summary>
     public string Longs(string name, params long[] data)
     {
@@ -57,11 +68,38 @@ internal sealed class OnnxGraph
         return name;
     }
 
+    /// <summary>A 0-D (scalar) initializer of one int64, as <c>Range</c> reads its start, limit and delta; returns its name.</summary>
+    public string Long(string name, long value)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        t.Int64Data.Add(value);
+        Proto.Initializer.Add(t);
+        return name;
+    }
+
+    /// <summary>A 0-D (scalar) float initializer (a fill value that broadcasts); returns its name.</summary>
+    public string Float(string name, float value)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        t.FloatData.Add(value);
+        Proto.Initializer.Add(t);
+        return name;
+    }
+
     /// <summary>The 1-D int64 initializer <c>[axis]</c> that Squeeze and Unsqueeze read (one per axis and graph).</summary>
     public string Axes(long axis)
     {
         if (!axes.TryGetValue(axis, out string? name))
             axes[axis] = name = Longs($"axes_{axis}", axis);
+        return name;
+    }
+
+    /// <summary>The 1-D int64 initializer of a Reshape's target shape (0 keeps that input dimension, −1 is inferred; one per shape and graph).</summary>
+    public string Shape(params long[] dims)
+    {
+        string key = string.Join(",", dims);
+        if (!shapes.TryGetValue(key, out string? name))
+            shapes[key] = name = Longs($"shape_{key.Replace(',', '_').Replace('-', 'm')}", dims);
         return name;
     }
 
@@ -89,6 +127,14 @@ internal sealed class OnnxGraph
 
     /// <summary>An integer attribute.</summary>
     public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    /// <summary>An attribute of a list of integers (a Transpose's <c>perm</c>).</summary>
+    public static AttributeProto Ints(string name, params long[] values)
+    {
+        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        a.Ints.AddRange(values);
+        return a;
+    }
 
     /// <summary>A string attribute.</summary>
     public static AttributeProto Str(string name, string value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
