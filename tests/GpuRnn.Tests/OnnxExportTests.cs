@@ -31,7 +31,8 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
     /// Bound of ONNX Runtime's attention weights A ∈ [0, 1] against the double reference: |ΔA_j| ≤ 2·max|Δs| through the
     /// softmax (as for the probabilities), and a score s_j = Σ_k q_k·m_jk sums H products with |q_k| ≤ √H (dot: a state,
     /// ≤ 1; general: H states times |W_a| ≤ 1/√H) and |m_jk| ≤ 2 (a bidirectional memory sums two states), each factor
-    /// within the states' bound δ = 2·(Atol + Rtol) (two summed states): |Δs| ≤ H·(2 + √H)·δ.
+    /// within the states' bound δ = 2·(Atol + Rtol) (two summed states): |Δs| ≤ H·(2 + √H)·δ. Bahdanau's score
+    /// v·tanh(W_q s + W_k m_j) (|v|, |W| ≤ 1/√H per entry, |tanh'| ≤ 1) is within H·(1/√H)·(√H·δ + 2√H·δ) = 3H·δ, less.
     /// </summary>
     private static double WeightTolerance(int hidden) => 2 * hidden * (2 + Math.Sqrt(hidden)) * 2 * (Atol + Rtol);
 
@@ -214,7 +215,8 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
     /// Encoder–decoder on padded sources of very different lengths (7, 1, 4, 2) and teacher-forced decoder inputs (lengths
     /// 3, 1, 2, 3): the decoder's logits at every true position and its h_n (c_n). A bidirectional encoder starts each
     /// decoder layer from the sum of its two final states (h and c); with Luong attention the output layer reads
-    /// h̃ = tanh(W_c [c; h]) over the encoder's top outputs (a bidirectional encoder's summed over the directions), and the
+    /// h̃ = tanh(W_c [c; h]) over the encoder's top outputs (a bidirectional encoder's summed over the directions), with
+    /// Bahdanau's the first decoder layer reads each step's context (a Scan; its state held past each target's length), and the
     /// <c>attention</c> output holds the weights: the reference's on true source positions, exactly 0 past each source's length.
     /// </summary>
     [TestCase(CellKind.Elman, 1, 5, 9, false, AttentionKind.None)]
@@ -236,6 +238,12 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
     [TestCase(CellKind.Elman, 2, 3, 11, true, AttentionKind.General)]
     [TestCase(CellKind.Gru, 1, 3, 9, true, AttentionKind.General)]
     [TestCase(CellKind.Lstm, 2, 4, 7, true, AttentionKind.General)]
+    [TestCase(CellKind.Elman, 1, 3, 9, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Gru, 2, 4, 7, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Lstm, 2, 3, 11, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Elman, 2, 3, 11, true, AttentionKind.Additive)]
+    [TestCase(CellKind.Gru, 1, 3, 9, true, AttentionKind.Additive)]
+    [TestCase(CellKind.Lstm, 1, 4, 7, true, AttentionKind.Additive)]
     public void EncoderDecoderMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab, bool bidirectional, AttentionKind attention)
     {
         var config = new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention);
@@ -589,20 +597,7 @@ public sealed class OnnxExportCliTests : CliHarness
         return model;
     }
 
-    /// <summary>What the graph cannot express yet (Bahdanau's context fed into each next step) is refused, never exported as a different model.</summary>
-    [TestCase(false)]
-    [TestCase(true)]
-    public void AdditiveAttentionIsRefused(bool bidirectional)
-    {
-        string model = Checkpoint(new ModelConfig(9, 4, 1, EncoderDecoder: true, Cell: CellKind.Gru, Bidirectional: bidirectional, Attention: AttentionKind.Additive), "additive.safetensors");
-        var (code, _, error) = Run("export", "--checkpoint", model, "--onnx", P("m.onnx"));
-        Assert.That(code, Is.EqualTo(ExitCodes.Error));
-        Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {model}: additive attention cannot be exported to ONNX yet; dot and general can"));
-        Assert.That(File.Exists(P("m.onnx")), Is.False);
-        AssertNoTemporaryFiles();
-    }
-
-    /// <summary>Bidirectional models and Luong attention export, and the one line says so, with the extra <c>attention</c> output.</summary>
+    /// <summary>Bidirectional models and attention of each kind export, and the one line says so, with the extra <c>attention</c> output.</summary>
     [Test]
     public void BidirectionalAndAttentionModelsExportAndSaySo()
     {
@@ -616,6 +611,12 @@ public sealed class OnnxExportCliTests : CliHarness
         Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
         Assert.That(output.Trim(), Is.EqualTo($"wrote {onnx}: GRU pairs model (bidirectional encoder) with Luong general attention, L=1 H=4 V=9, ONNX opset 17; "
             + "source_ids source_lengths decoder_input_ids decoder_lengths → logits h_n attention"));
+
+        string additive = Checkpoint(new ModelConfig(9, 4, 2, EncoderDecoder: true, Cell: CellKind.Lstm, Attention: AttentionKind.Additive), "add.safetensors");
+        (code, output, error) = Run("export", "--checkpoint", additive, "--onnx", onnx);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
+        Assert.That(output.Trim(), Is.EqualTo($"wrote {onnx}: LSTM pairs model with Bahdanau additive attention, L=2 H=4 V=9, ONNX opset 17; "
+            + "source_ids source_lengths decoder_input_ids decoder_lengths → logits h_n c_n attention"));
         AssertNoTemporaryFiles();
     }
 }

@@ -21,21 +21,21 @@ namespace GpuRnn;
 /// [forward after the last token; reverse after the first]).</description></item>
 /// <item><term>encoder–decoder (pairs)</term><description>inputs <c>source_ids</c> [S, B], <c>source_lengths</c> [B],
 /// <c>decoder_input_ids</c> [T, B] (<c>&lt;bos&gt;</c> then the target so far: teacher forcing), <c>decoder_lengths</c> [B];
-/// outputs <c>logits</c> [T, B, V] of the decoder, and its <c>h_n</c> (and <c>c_n</c>); with Luong attention (dot, general)
+/// outputs <c>logits</c> [T, B, V] of the decoder, and its <c>h_n</c> (and <c>c_n</c>); with attention (dot, general, additive)
 /// also <c>attention</c> [B, T, S], batch-major: each decoder step's weights over the source, exactly 0 past its length (every
 /// source length must be at least 1). A bidirectional encoder starts each decoder layer from the sum of its two final
 /// states, and its attention memory is the sum of both directions' outputs (DESIGN.md §3d). Greedy decoding is the
 /// caller's loop: append the arg-max of the last step's logits and run again, until <c>&lt;eos&gt;</c>.</description></item>
 /// </list>
 /// Bidirectional layers are ONNX's <c>direction="bidirectional"</c> (<see cref="OnnxRecurrent"/>); Luong attention is a subgraph
-/// of standard operators (<see cref="OnnxAttention"/>); Bahdanau's additive attention is refused.
+/// of standard operators after the decoder, Bahdanau's a <c>Scan</c> over the first decoder layer's steps (<see cref="OnnxAttention"/>).
 /// The metadata (<c>metadata_props</c>) holds <c>gpurnn.vocab</c> (JSON array of the tokens in id order),
 /// <c>gpurnn.tokenizer</c>, <c>gpurnn.mode</c>, the checkpoint's <c>gpurnn.config</c> and, for a classifier,
 /// <c>gpurnn.labels</c> (JSON array of the class names in index order).
 /// </summary>
 public static class OnnxExport
 {
-    /// <summary>Graph input and output names (<see cref="AttentionWeights"/>: the weights [B, T, S] of a model with Luong attention).</summary>
+    /// <summary>Graph input and output names (<see cref="AttentionWeights"/>: the weights [B, T, S] of a model with attention).</summary>
     public const string InputIds = "input_ids", Lengths = "lengths", InitialH = "h0", InitialC = "c0",
         SourceIds = "source_ids", SourceLengths = "source_lengths", DecoderInputIds = "decoder_input_ids", DecoderLengths = "decoder_lengths",
         Logits = "logits", Probabilities = "probabilities", FinalH = "h_n", FinalC = "c_n", AttentionWeights = "attention";
@@ -56,7 +56,7 @@ public static class OnnxExport
     /// renamed over the target, so a failure never leaves half a model). An existing file is replaced only when it is
     /// an ONNX model that GpuRnn wrote.
     /// </summary>
-    /// <exception cref="GpuRnnException">The model cannot be exported (additive attention), or
+    /// <exception cref="GpuRnnException">The model cannot be exported (a tensor the graph has no place for), or
     /// <paramref name="path"/> is a folder, another kind of file, or cannot be written; the message names the file.</exception>
     public static void Write(Checkpoint checkpoint, string path)
     {
@@ -71,7 +71,7 @@ public static class OnnxExport
     }
 
     /// <summary>The ONNX model of <paramref name="checkpoint"/> as bytes (e.g. for an <c>InferenceSession</c>).</summary>
-    /// <exception cref="GpuRnnException">The model cannot be exported (additive attention); the message names the checkpoint.</exception>
+    /// <exception cref="GpuRnnException">The model cannot be exported (a tensor the graph has no place for); the message names the checkpoint.</exception>
     public static byte[] Serialize(Checkpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
@@ -94,7 +94,6 @@ public static class OnnxExport
 
     private static ModelProto Build(Checkpoint c)
     {
-        RefuseUnsupported(c);
         var config = c.Config;
         var layout = new ParameterLayout(config);
         var exported = new HashSet<string>(StringComparer.Ordinal);
@@ -134,14 +133,6 @@ public static class OnnxExport
         if (config.IsClassifier)
             Meta(LabelsKey, JsonSerializer.Serialize(c.Labels));
         return model;
-    }
-
-    /// <summary>Models whose computation the graph cannot express yet (their tensors would be caught after the build too).</summary>
-    private static void RefuseUnsupported(Checkpoint c)
-    {
-        // Bahdanau's context enters each next decoder step's input: a step-by-step loop, not one RNN node per layer.
-        if (c.Config.Attention == AttentionKind.Additive)
-            throw new GpuRnnException($"{c.Source}: additive attention cannot be exported to ONNX yet; dot and general can");
     }
 
     /// <summary>Token ids [dim, B] and lengths [B] as graph inputs; returns the ids and the lengths cast to ONNX's int32 <c>sequence_lens</c>.</summary>
@@ -189,12 +180,18 @@ public static class OnnxExport
         var encoder = OnnxRecurrent.Add(g, encoderStack, layout.V, layout.H, take, Prefix(encoderStack), source, sourceLengths, h0: null, c0: null);
         // Each decoder layer starts from the same encoder layer's state after the last true source token; a bidirectional
         // encoder's two directions (the reverse one after the first token) are summed, h and c alike (DESIGN.md §3d).
-        string[] Start(string[] states) => [.. states.Select(s => OnnxRecurrent.SumStates(g, s, encoder.Directions))];
-        var decoder = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, Start(encoder.FinalH),
-            encoder.FinalC.Length > 0 ? Start(encoder.FinalC) : null);
+        string[] h0 = [.. encoder.FinalH.Select(s => OnnxRecurrent.SumStates(g, s, encoder.Directions))];
+        string[]? c0 = encoder.FinalC.Length > 0 ? [.. encoder.FinalC.Select(s => OnnxRecurrent.SumStates(g, s, encoder.Directions))] : null;
+        var attention = layout.Attention;
+        // With attention, the memory: the encoder's top outputs, a bidirectional encoder's summed over the directions.
+        string memory = attention is null ? "" : OnnxRecurrent.SumOutputs(g, encoder.Y, encoder.Directions);
+        var bottom = attention?.Kind == AttentionKind.Additive // Bahdanau's context enters the first layer's steps
+            ? OnnxAttention.AddAdditive(g, layout.Stack, attention, layout.V, layout.H, take, Prefix(layout.Stack), ids, DecoderLengths, h0[0], c0?[0], memory, SourceLengths, AttentionWeights)
+            : null;
+        var decoder = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, h0, c0, bottom);
         string top = OnnxRecurrent.Join(g, decoder.Y, decoder.Directions);
-        if (layout.Attention is { } attention) // the memory: the encoder's top outputs, a bidirectional encoder's summed over the directions
-            top = OnnxAttention.Add(g, attention, layout.H, take, top, OnnxRecurrent.SumOutputs(g, encoder.Y, encoder.Directions), SourceLengths, AttentionWeights);
+        if (attention is { Kind: AttentionKind.Dot or AttentionKind.General }) // Luong's h̃ replaces the decoder's top outputs
+            top = OnnxAttention.AddLuong(g, attention, layout.H, take, top, memory, SourceLengths, AttentionWeights);
         OutputHead(g, layout, take, top);
         States(g, decoder, layout.L, layout.H);
         if (layout.Attention is not null)

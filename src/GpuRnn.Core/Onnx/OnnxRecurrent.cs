@@ -50,10 +50,11 @@ internal static class OnnxRecurrent
     /// <paramref name="vocab"/>, one or two directions) reading token ids <paramref name="ids"/> [T, B] with lengths
     /// <paramref name="lengths"/> (int32 [B]), from initial states <paramref name="h0"/> / <paramref name="c0"/> per layer
     /// [D, B, H] (null: zeros). <paramref name="weights"/> gives a tensor's values (and records that it was exported);
-    /// <paramref name="name"/> prefixes the initializers.
+    /// <paramref name="name"/> prefixes the initializers. With <paramref name="bottom"/> (a forward stack whose first layer
+    /// is already in the graph: Bahdanau's, <see cref="OnnxAttention.AddAdditive"/>), the layers above it read its Y.
     /// </summary>
     public static OnnxStackValues Add(OnnxGraph g, RnnStack stack, int vocab, int hidden, Func<ParameterTensor, float[]> weights,
-        string name, string ids, string lengths, string[]? h0, string[]? c0)
+        string name, string ids, string lengths, string[]? h0, string[]? c0, OnnxStackValues? bottom = null)
     {
         var cell = stack.Cell;
         int layers = stack.Layers.Count, directions = stack.Directions, rows = CellShapes.Gates(cell) * hidden; // G = g·H
@@ -61,7 +62,13 @@ internal static class OnnxRecurrent
         var finalH = new string[layers];
         var finalC = new string[lstm ? layers : 0];
         string y = "";
-        for (int k = 0; k < layers; k++)
+        if (bottom is not null)
+        {
+            (y, finalH[0]) = (bottom.Y, bottom.FinalH[0]);
+            if (lstm)
+                finalC[0] = bottom.FinalC[0];
+        }
+        for (int k = bottom is null ? 0 : 1; k < layers; k++)
         {
             var blocks = Enumerable.Range(0, directions).Select(d => stack.Of(d)[k]).ToArray(); // forward, then reverse
             float[][] wIh = [.. blocks.Select(p => Reorder(cell, weights(p.WeightIh)))];
@@ -84,7 +91,7 @@ internal static class OnnxRecurrent
                 h0?[k] ?? "",
                 .. lstm ? [c0?[k] ?? ""] : Array.Empty<string>(),
             ];
-            var outputs = g.Node(OpType(cell), inputNames, lstm ? [null, null, null] : [null, null], Attributes(cell, hidden, directions));
+            var outputs = Node(g, cell, hidden, directions, inputNames);
             y = outputs[0];
             finalH[k] = outputs[1];
             if (lstm)
@@ -115,7 +122,7 @@ internal static class OnnxRecurrent
     /// Layer 0's input: a Gather of a table by token id, [T, B, inputs], and W [D, G, inputs] (see the class comment):
     /// the identity with the directions' W_ih when V ≤ D·G, else the directions' W_ihᵀ side by side with 0/1 selections.
     /// </summary>
-    private static (string X, float[] W, int Inputs) OneHotInput(OnnxGraph g, string table, float[][] wIh, int vocab, int rows, string ids)
+    internal static (string X, float[] W, int Inputs) OneHotInput(OnnxGraph g, string table, float[][] wIh, int vocab, int rows, string ids)
     {
         int directions = wIh.Length;
         if (vocab <= directions * rows)
@@ -134,6 +141,10 @@ internal static class OnnxRecurrent
         }
         return (g.Op("Gather", [g.Floats(table, t, vocab, inputs), ids]), w, inputs);
     }
+
+    /// <summary>A node of the cell's operator over <paramref name="inputs"/> (X, W, R, B, sequence_lens, initial_h[, initial_c]); returns Y, Y_h (and Y_c).</summary>
+    internal static string[] Node(OnnxGraph g, CellKind cell, int hidden, int directions, string[] inputs) =>
+        g.Node(OpType(cell), inputs, CellShapes.HasCellState(cell) ? [null, null, null] : [null, null], Attributes(cell, hidden, directions));
 
     private static string OpType(CellKind cell) => cell switch
     {
