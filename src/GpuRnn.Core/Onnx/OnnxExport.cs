@@ -120,7 +120,8 @@ public static class OnnxExport
             ProducerName = Producer,
             ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
             DocString = $"GpuRnn {Checkpoint.CellTitle(config.Cell)} ({Checkpoint.ModeName(c.Mode)}{(config.Bidirectional ? ", bidirectional" : "")}"
-                + $"{(config.Attention == AttentionKind.None ? "" : ", " + AttentionNames.Title(config.Attention) + " attention")}), L={config.Layers} H={config.Hidden} V={config.Vocab}; time-major [T, B]: see the README's 'Export to ONNX'",
+                + $"{(config.Attention == AttentionKind.None ? "" : ", " + AttentionNames.Title(config.Attention) + " attention")}), "
+                + $"L={config.Layers} H={config.Hidden} V={config.Vocab}; time-major [T, B]: see the README's 'Export to ONNX'",
             Graph = g.Proto,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
@@ -186,7 +187,8 @@ public static class OnnxExport
         // With attention, the memory: the encoder's top outputs, a bidirectional encoder's summed over the directions.
         string memory = attention is null ? "" : OnnxRecurrent.SumOutputs(g, encoder.Y, encoder.Directions);
         var bottom = attention?.Kind == AttentionKind.Additive // Bahdanau's context enters the first layer's steps
-            ? OnnxAttention.AddAdditive(g, layout.Stack, attention, layout.V, layout.H, take, Prefix(layout.Stack), ids, DecoderLengths, h0[0], c0?[0], memory, SourceLengths, AttentionWeights)
+            ? OnnxAttention.AddAdditive(g, layout.Stack, attention, layout.V, layout.H, take, Prefix(layout.Stack), ids, DecoderLengths, h0[0], c0?[0],
+                memory, SourceLengths, AttentionWeights)
             : null;
         var decoder = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, h0, c0, bottom);
         string top = OnnxRecurrent.Join(g, decoder.Y, decoder.Directions);
@@ -194,7 +196,7 @@ public static class OnnxExport
             top = OnnxAttention.AddLuong(g, attention, layout.H, take, top, memory, SourceLengths, AttentionWeights);
         OutputHead(g, layout, take, top);
         States(g, decoder, layout.L, layout.H);
-        if (layout.Attention is not null)
+        if (attention is not null)
             g.Output(AttentionWeights, DataType.Float, "B", "T", "S");
     }
 
