@@ -23,10 +23,13 @@ internal static class ExportCommand
             var config = c.Config;
             string io = config.EncoderDecoder
                 ? $"{OnnxExport.SourceIds} {OnnxExport.SourceLengths} {OnnxExport.DecoderInputIds} {OnnxExport.DecoderLengths} → {OnnxExport.Logits} {States(config)}"
+                    + (config.Attention == AttentionKind.None ? "" : " " + OnnxExport.AttentionWeights)
                 : config.IsClassifier
                     ? $"{OnnxExport.InputIds} {OnnxExport.Lengths} → {OnnxExport.Logits} {OnnxExport.Probabilities}"
                     : $"{OnnxExport.InputIds} {OnnxExport.Lengths} {OnnxExport.InitialH}{(config.Cell == Kernels.CellKind.Lstm ? " " + OnnxExport.InitialC : "")} → {OnnxExport.Logits} {States(config)}";
-            stdout.WriteLine($"wrote {target}: {Checkpoint.CellTitle(config.Cell)} {Checkpoint.ModeName(c.Mode)} model, L={config.Layers} H={config.Hidden} V={config.Vocab}, ONNX opset {OnnxExport.Opset}; {io}");
+            string directions = !config.Bidirectional ? "" : config.EncoderDecoder ? " (bidirectional encoder)" : " (bidirectional)";
+            string attention = config.Attention == AttentionKind.None ? "" : $" with {AttentionNames.Title(config.Attention)} attention";
+            stdout.WriteLine($"wrote {target}: {Checkpoint.CellTitle(config.Cell)} {Checkpoint.ModeName(c.Mode)} model{directions}{attention}, L={config.Layers} H={config.Hidden} V={config.Vocab}, ONNX opset {OnnxExport.Opset}; {io}");
             return ExitCodes.Ok;
         });
         return cmd;

@@ -18,13 +18,23 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
 {
     /// <summary>
     /// Bound of a float32 forward against the double reference, per element: Atol·max|ref| + Rtol·|ref|. The one-hot input
-    /// is exact in both (a gather, or a product by an identity/one-hot); each pre-activation is a dot product of at most
-    /// H + 2 ≤ 11 float terms (relative error ≤ 11·u ≈ 7e-7 of Σ|terms|, u = 2^-24), the activations add a few u, and the
-    /// error carried through ≤ 8 steps and 2 layers does not grow (|W_hh| ≤ 1/√H per entry, |tanh'|, |σ'| ≤ 1): about
-    /// 8·7e-7 ≈ 6e-6 of the logits' scale, bounded by 1e-5 — the same bound as the engine's whole-step tests (TrainerTests).
+    /// is exact in both (a gather, or a product by an identity/one-hot, either direction's); each pre-activation is a dot
+    /// product of at most 2H + 2 ≤ 12 float terms (a layer above a bidirectional one reads 2H, h̃ reads [c; h]; relative
+    /// error ≤ 12·u ≈ 7e-7 of Σ|terms|, u = 2^-24), the activations, the softmax and the context's S-term sums add a few
+    /// u, and the error carried through ≤ 8 steps and 2 layers does not grow (|W| ≤ 1/√H per entry, |tanh'|, |σ'| ≤ 1):
+    /// about 8·7e-7 ≈ 6e-6 of the logits' scale, bounded by 1e-5 — the same bound as the engine's whole-step tests (TrainerTests).
     /// Engine against ONNX Runtime: the sum of their two bounds.
     /// </summary>
     private const double Rtol = 1e-5, Atol = 1e-5;
+
+    /// <summary>
+    /// Bound of ONNX Runtime's attention weights A ∈ [0, 1] against the double reference: |ΔA_j| ≤ 2·max|Δs| through the
+    /// softmax (as for the probabilities), and a score s_j = Σ_k q_k·m_jk sums H products with |q_k| ≤ √H (dot: a state,
+    /// ≤ 1; general: H states times |W_a| ≤ 1/√H) and |m_jk| ≤ 2 (a bidirectional memory sums two states), each factor
+    /// within the states' bound δ = 2·(Atol + Rtol) (two summed states): |Δs| ≤ H·(2 + √H)·δ. Bahdanau's score
+    /// v·tanh(W_q s + W_k m_j) (|v|, |W| ≤ 1/√H per entry, |tanh'| ≤ 1) is within H·(1/√H)·(√H·δ + 2√H·δ) = 3H·δ, less.
+    /// </summary>
+    private static double WeightTolerance(int hidden) => 2 * hidden * (2 + Math.Sqrt(hidden)) * 2 * (Atol + Rtol);
 
     private const int Pad = 0; // what a caller puts past a sequence's end in the ONNX inputs (the engine reads −1: no input)
 
@@ -153,18 +163,29 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
         AssertClose(b[OnnxExport.FinalH], whole[OnnxExport.FinalH].Select(v => (double)v).ToArray(), Tolerance(expectedH, 0), "two windows vs one run: h_n");
     }
 
-    /// <summary>Classifier on a padded batch: logits and softmax probabilities from each sequence's last true state.</summary>
-    [TestCase(CellKind.Elman, 2, 5, 9)]
-    [TestCase(CellKind.Gru, 1, 4, 11)]
-    [TestCase(CellKind.Gru, 2, 3, 17)]
-    [TestCase(CellKind.Lstm, 2, 3, 9)]
-    public void ClassifierMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab)
+    /// <summary>
+    /// Classifier on a padded batch of very different lengths (8, 1, 3, 5): logits and softmax probabilities from each
+    /// sequence's last true state. Bidirectional: the head reads [forward after the last token; reverse after the first],
+    /// so ONNX Runtime's reverse direction must read each sequence from its own last true token (length 1 beside 8 shows
+    /// it); V > D·G exports the one-hot input as the directions' W_ihᵀ side by side, V ≤ D·G as an identity: both are covered.
+    /// </summary>
+    [TestCase(CellKind.Elman, 2, 5, 9, false)]
+    [TestCase(CellKind.Gru, 1, 4, 11, false)]
+    [TestCase(CellKind.Gru, 2, 3, 17, false)]
+    [TestCase(CellKind.Lstm, 2, 3, 9, false)]
+    [TestCase(CellKind.Elman, 2, 3, 9, true)]
+    [TestCase(CellKind.Elman, 1, 5, 7, true)]
+    [TestCase(CellKind.Gru, 1, 2, 17, true)]
+    [TestCase(CellKind.Gru, 2, 4, 11, true)]
+    [TestCase(CellKind.Lstm, 2, 3, 9, true)]
+    [TestCase(CellKind.Lstm, 1, 2, 19, true)]
+    public void ClassifierMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab, bool bidirectional)
     {
         const int classes = 3;
-        var config = new ModelConfig(vocab, hidden, layers, classes, Cell: cell);
+        var config = new ModelConfig(vocab, hidden, layers, classes, Cell: cell, Bidirectional: bidirectional);
         var c = Save(config, DataMode.Labeled, seed: 4);
-        int[][] seqs = Sequences([5, 1, 3, 2], vocab, seed: 6);
-        int steps = 5, batch = seqs.Length;
+        int[][] seqs = Sequences([8, 1, 3, 5], vocab, seed: 6);
+        int steps = 8, batch = seqs.Length;
 
         using var model = c.CreateModel(Device);
         using var predictor = new Predictor(model);
@@ -174,9 +195,9 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
         var onnx = Run(session, new Dictionary<string, OrtValue> { [OnnxExport.InputIds] = Ids(seqs, steps), [OnnxExport.Lengths] = Lengths(seqs) });
 
         var p = Doubles(c);
-        var stack = new RefStack(cell, "rnn.", vocab, hidden, layers);
-        var expected = seqs.SelectMany(s => Linear(p, "decoder.", stack.Forward(p, s).FinalH(layers - 1), classes, hidden)).ToArray();
-        CompareLogits($"{cell} labeled L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected, Enumerable.Range(0, expected.Length).ToList());
+        var expected = seqs.SelectMany(s => RefClassifier.ForwardBackward(p, vocab, hidden, layers, classes, s, label: 0, cell, bidirectional).Logits).ToArray();
+        CompareLogits($"{cell} labeled{(bidirectional ? " bidirectional" : "")} L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected,
+            Enumerable.Range(0, expected.Length).ToList());
         var probabilities = new double[expected.Length];
         for (int b = 0; b < batch; b++)
         {
@@ -191,20 +212,45 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
     }
 
     /// <summary>
-    /// Encoder–decoder on padded source (lengths 4, 2, 1, 3) and teacher-forced decoder inputs (lengths 3, 1, 2, 3): the
-    /// decoder's logits at every true position and its h_n (c_n).
+    /// Encoder–decoder on padded sources of very different lengths (7, 1, 4, 2) and teacher-forced decoder inputs (lengths
+    /// 3, 1, 2, 3): the decoder's logits at every true position and its h_n (c_n). A bidirectional encoder starts each
+    /// decoder layer from the sum of its two final states (h and c); with Luong attention the output layer reads
+    /// h̃ = tanh(W_c [c; h]) over the encoder's top outputs (a bidirectional encoder's summed over the directions), with
+    /// Bahdanau's the first decoder layer reads each step's context (a Scan; its state held past each target's length), and the
+    /// <c>attention</c> output holds the weights: the reference's on true source positions, exactly 0 past each source's length.
     /// </summary>
-    [TestCase(CellKind.Elman, 1, 5, 9)]
-    [TestCase(CellKind.Gru, 2, 4, 9)]
-    [TestCase(CellKind.Lstm, 2, 3, 11)]
-    [TestCase(CellKind.Lstm, 1, 5, 7)]
-    public void EncoderDecoderMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab)
+    [TestCase(CellKind.Elman, 1, 5, 9, false, AttentionKind.None)]
+    [TestCase(CellKind.Gru, 2, 4, 9, false, AttentionKind.None)]
+    [TestCase(CellKind.Lstm, 2, 3, 11, false, AttentionKind.None)]
+    [TestCase(CellKind.Lstm, 1, 5, 7, false, AttentionKind.None)]
+    [TestCase(CellKind.Elman, 2, 3, 9, true, AttentionKind.None)]
+    [TestCase(CellKind.Gru, 1, 4, 11, true, AttentionKind.None)]
+    [TestCase(CellKind.Lstm, 2, 3, 9, true, AttentionKind.None)]
+    [TestCase(CellKind.Elman, 2, 5, 7, false, AttentionKind.Dot)]
+    [TestCase(CellKind.Gru, 1, 4, 9, false, AttentionKind.Dot)]
+    [TestCase(CellKind.Lstm, 2, 3, 11, false, AttentionKind.Dot)]
+    [TestCase(CellKind.Elman, 1, 3, 9, false, AttentionKind.General)]
+    [TestCase(CellKind.Gru, 2, 3, 7, false, AttentionKind.General)]
+    [TestCase(CellKind.Lstm, 1, 4, 9, false, AttentionKind.General)]
+    [TestCase(CellKind.Elman, 1, 3, 9, true, AttentionKind.Dot)]
+    [TestCase(CellKind.Gru, 2, 4, 7, true, AttentionKind.Dot)]
+    [TestCase(CellKind.Lstm, 2, 3, 11, true, AttentionKind.Dot)]
+    [TestCase(CellKind.Elman, 2, 3, 11, true, AttentionKind.General)]
+    [TestCase(CellKind.Gru, 1, 3, 9, true, AttentionKind.General)]
+    [TestCase(CellKind.Lstm, 2, 4, 7, true, AttentionKind.General)]
+    [TestCase(CellKind.Elman, 1, 3, 9, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Gru, 2, 4, 7, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Lstm, 2, 3, 11, false, AttentionKind.Additive)]
+    [TestCase(CellKind.Elman, 2, 3, 11, true, AttentionKind.Additive)]
+    [TestCase(CellKind.Gru, 1, 3, 9, true, AttentionKind.Additive)]
+    [TestCase(CellKind.Lstm, 1, 4, 7, true, AttentionKind.Additive)]
+    public void EncoderDecoderMatchesTheEngine(CellKind cell, int layers, int hidden, int vocab, bool bidirectional, AttentionKind attention)
     {
-        var config = new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell);
+        var config = new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention);
         var c = Save(config, DataMode.Pairs, seed: 5);
-        int[][] sources = Sequences([4, 2, 1, 3], vocab, seed: 10);
+        int[][] sources = Sequences([7, 1, 4, 2], vocab, seed: 10);
         int[][] targets = Sequences([3, 1, 2, 3], vocab, seed: 11);
-        int batch = sources.Length, sourceSteps = 4, steps = 3;
+        int batch = sources.Length, sourceSteps = 7, steps = 3;
 
         using var model = c.CreateModel(Device);
         using var predictor = new Predictor(model);
@@ -222,25 +268,100 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
         });
 
         var p = Doubles(c);
-        var encoder = new RefStack(cell, "encoder.rnn.", vocab, hidden, layers);
-        var decoder = new RefStack(cell, "decoder.rnn.", vocab, hidden, layers);
         var expected = new double[steps * batch * vocab];
         var expectedH = new double[layers * batch * hidden];
         var expectedC = new double[layers * batch * hidden];
+        var expectedWeights = new double[batch * steps * sourceSteps]; // [B, T, S], 0 past each source's length
         var valid = new List<int>();
+        var validWeights = new List<int>();
         for (int b = 0; b < batch; b++)
         {
-            var enc = encoder.Forward(p, sources[b]);
-            var run = decoder.Forward(p, targets[b], Enumerable.Range(0, layers).Select(enc.FinalH).ToArray(), Enumerable.Range(0, layers).Select(enc.FinalC).ToArray());
+            // The reference decodes [bos, target…]: the decoder's inputs are that with bos = their first token.
+            var (logits, weights, run) = RefSeq2Seq.Forward(p, vocab, hidden, layers, sources[b], targets[b][1..], bos: targets[b][0], eos: 0, cell, attention, bidirectional);
             for (int t = 0; t < targets[b].Length; t++)
             {
-                Linear(p, "decoder.out.", run.TopOutput(t), vocab, hidden).CopyTo(expected, (t * batch + b) * vocab);
+                logits[t].CopyTo(expected, (t * batch + b) * vocab);
                 valid.AddRange(Enumerable.Range((t * batch + b) * vocab, vocab));
+                weights[t].CopyTo(expectedWeights, (b * steps + t) * sourceSteps);
+                validWeights.AddRange(Enumerable.Range((b * steps + t) * sourceSteps, sourceSteps));
             }
             States(run, layers, b, batch, hidden, expectedH, expectedC);
         }
-        CompareLogits($"{cell} pairs L={layers} H={hidden} V={vocab}", onnx[OnnxExport.Logits], engine, expected, valid);
+        string what = $"{cell} pairs{(bidirectional ? " bidirectional" : "")}{(attention == AttentionKind.None ? "" : " " + AttentionNames.Name(attention))} L={layers} H={hidden} V={vocab}";
+        CompareLogits(what, onnx[OnnxExport.Logits], engine, expected, valid);
         CompareStates(onnx, expectedH, expectedC, cell);
+        if (attention == AttentionKind.None)
+        {
+            Assert.That(onnx.ContainsKey(OnnxExport.AttentionWeights), Is.False, "only a model with attention has attention weights");
+            return;
+        }
+        var a = onnx[OnnxExport.AttentionWeights];
+        Assert.That(a, Has.Length.EqualTo(expectedWeights.Length), "attention [B, T, S]");
+        foreach (int i in validWeights.Where(i => i % sourceSteps >= sources[i / (steps * sourceSteps)].Length))
+            Assert.That(a[i], Is.EqualTo(0f), $"attention weight {i} on a padded source position");
+        double worst = validWeights.Max(i => Math.Abs(a[i] - expectedWeights[i]));
+        TestContext.Out.WriteLine($"ONNX {what} on {Spec}: attention weights vs double reference {worst:E2}");
+        AssertClose([.. validWeights.Select(i => a[i])], [.. validWeights.Select(i => expectedWeights[i])], _ => WeightTolerance(hidden), what + ": attention weights");
+    }
+
+    /// <summary>
+    /// Greedy decoding as the README says (run the teacher-forced model again with the arg-max of the last step appended,
+    /// until <c>&lt;eos&gt;</c>) gives the engine's tokens (<see cref="Predictor.Decode"/>), and with attention the first
+    /// sequence's <c>attention</c> rows are the engine's weights of each decoded step, within the bound of
+    /// <see cref="WeightTolerance"/>. Random models repeat one token; scaled weights and these seeds (picked from a few
+    /// tried) give varied tokens and some early ends (the decoded tokens are printed).
+    /// </summary>
+    [TestCase(CellKind.Gru, false, AttentionKind.None, 8, 12, 5f)]
+    [TestCase(CellKind.Lstm, true, AttentionKind.General, 4, 14, 5f)]
+    [TestCase(CellKind.Elman, false, AttentionKind.Dot, 8, 21, 3f)]
+    [TestCase(CellKind.Gru, true, AttentionKind.Additive, 8, 30, 5f)]
+    [TestCase(CellKind.Lstm, false, AttentionKind.Additive, 8, 30, 5f)]
+    public void GreedyDecodingGivesTheEngineTokens(CellKind cell, bool bidirectional, AttentionKind attention, int hidden, int seed, float scale)
+    {
+        const int layers = 2, vocab = 12, bos = 2, eos = 3, maxLength = 6;
+        var config = new ModelConfig(vocab, hidden, layers, EncoderDecoder: true, Cell: cell, Bidirectional: bidirectional, Attention: attention);
+        var c = Save(config, DataMode.Pairs, seed, scale);
+        int[][] sources = Sequences([5, 1, 3], vocab, seed: 13);
+        int batch = sources.Length, sourceSteps = 5;
+        int[] excluded = [0, 1, bos];
+
+        using var model = c.CreateModel(Device);
+        using var predictor = new Predictor(model);
+        var engineAttention = new List<float[]>();
+        var engine = predictor.Decode(EngineWindow(sources, sourceSteps), batch, bos, eos, maxLength, excluded, engineAttention);
+
+        using var session = Session(c);
+        var inputs = Enumerable.Range(0, batch).Select(_ => new List<int> { bos }).ToArray();
+        var done = new bool[batch];
+        var onnxAttention = new List<float[]>();
+        for (int t = 0; t < maxLength && done.Contains(false); t++)
+        {
+            var outputs = Run(session, new Dictionary<string, OrtValue>
+            {
+                [OnnxExport.SourceIds] = Ids(sources, sourceSteps),
+                [OnnxExport.SourceLengths] = Lengths(sources),
+                [OnnxExport.DecoderInputIds] = Ids([.. inputs.Select(i => i.ToArray())], t + 1),
+                [OnnxExport.DecoderLengths] = Lengths([.. inputs.Select(i => i.ToArray())]),
+            });
+            if (attention != AttentionKind.None && !done[0])
+                onnxAttention.Add(outputs[OnnxExport.AttentionWeights][(t * sourceSteps)..((t + 1) * sourceSteps)]); // [b = 0, t, :]
+            for (int b = 0; b < batch; b++)
+            {
+                if (done[b])
+                    continue;
+                var row = outputs[OnnxExport.Logits][((t * batch + b) * vocab)..((t * batch + b + 1) * vocab)];
+                int best = Enumerable.Range(0, vocab).Where(v => !excluded.Contains(v)).MaxBy(v => row[v]);
+                done[b] = best == eos;
+                if (!done[b])
+                    inputs[b].Add(best);
+            }
+        }
+        var onnx = inputs.Select(i => i.Skip(1).ToList()).ToArray();
+        TestContext.Out.WriteLine($"greedy {cell}{(bidirectional ? " bidirectional" : "")} {AttentionNames.Name(attention)}: {string.Join(" | ", onnx.Select(o => string.Join(" ", o)))}");
+        Assert.That(onnx, Is.EqualTo(engine), "the decoded tokens");
+        Assert.That(onnxAttention, Has.Count.EqualTo(engineAttention.Count), "one attention row per decoded step of the first sequence");
+        for (int t = 0; t < onnxAttention.Count; t++)
+            AssertClose(onnxAttention[t], [.. engineAttention[t].Select(v => (double)v)], _ => WeightTolerance(hidden), $"attention row {t}");
     }
 
     /// <summary>The metadata a server needs: vocabulary, tokenizer, mode, config and the labels.</summary>
@@ -301,10 +422,18 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
 
     // ------------------------------------------------------------------------------------ helpers
 
-    /// <summary>A checkpoint of a freshly initialised model of <paramref name="config"/>, saved and loaded back.</summary>
-    private Checkpoint Save(ModelConfig config, DataMode mode, int seed)
+    /// <summary>
+    /// A checkpoint of a freshly initialised model of <paramref name="config"/>, saved and loaded back; every weight times
+    /// <paramref name="scale"/> (a larger scale makes the outputs depend more on the input, as a trained model's do).
+    /// </summary>
+    private Checkpoint Save(ModelConfig config, DataMode mode, int seed, float scale = 1)
     {
         using var model = new RnnModel(Device, config, seed);
+        if (scale != 1)
+        {
+            foreach (var t in model.Layout.Tensors)
+                model.SetTensor(t.Name, [.. model.GetTensor(t.Name).Select(v => v * scale)]);
+        }
         var vocab = new Vocabulary(Vocabulary.Specials.Concat(Enumerable.Range(0, config.Vocab - Vocabulary.Specials.Count).Select(i => ((char)('a' + i)).ToString())));
         string path = Path.Combine(dir, "model.safetensors");
         string[]? labels = config.IsClassifier ? Enumerable.Range(0, config.Classes).Select(i => $"c{i}").ToArray() : null;
@@ -460,20 +589,11 @@ public sealed class OnnxExportTests(string spec) : DeviceFixture(spec)
 public sealed class OnnxExportCliTests : CliHarness
 {
     /// <summary>A small GRU language model's checkpoint in the test folder, made through the library (no training needed).</summary>
-    private string Checkpoint(string name = "model.safetensors", IReadOnlyDictionary<string, string>? extraConfig = null)
+    private string Checkpoint()
     {
-        string path = P(name);
+        string path = P("model.safetensors");
         using (var model = new RnnModel(TestDevices.Get("cpu"), new ModelConfig(9, 4, 2, Cell: CellKind.Gru), seed: 1))
             GpuRnn.Checkpoints.Checkpoint.Save(path, model, Vocabulary.FromText("abcde"), TokenizerKind.Char);
-        if (extraConfig is null)
-            return path;
-        var file = SafeTensorsFile.Read(path);
-        var config = System.Text.Json.Nodes.JsonNode.Parse(file.Metadata[GpuRnn.Checkpoints.Checkpoint.ConfigKey])!.AsObject();
-        foreach (var (key, json) in extraConfig)
-            config[key] = System.Text.Json.Nodes.JsonNode.Parse(json);
-        var metadata = file.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
-        metadata[GpuRnn.Checkpoints.Checkpoint.ConfigKey] = config.ToJsonString();
-        new SafeTensorsFile(file.Tensors, metadata).Write(path);
         return path;
     }
 
@@ -535,30 +655,36 @@ public sealed class OnnxExportCliTests : CliHarness
         Assert.That(error.Trim(), Is.EqualTo("gpurnn: --onnx: name the .onnx file to write"));
     }
 
-    /// <summary>What the graph cannot express yet is refused, never exported as a different model: real checkpoints of each kind.</summary>
-    [TestCase("bidirectional", "bidirectional layers cannot be exported to ONNX yet")]
-    [TestCase("attention", "attention cannot be exported to ONNX yet")]
-    public void UnsupportedModelsAreRefused(string feature, string why)
+    /// <summary>A real checkpoint of <paramref name="config"/> (a classifier's labels x, y, z; an encoder–decoder in pairs mode) in the test folder.</summary>
+    private string Checkpoint(ModelConfig config, string name)
     {
-        var config = feature == "bidirectional"
-            ? new ModelConfig(9, 4, 2, Classes: 3, Cell: CellKind.Gru, Bidirectional: true)
-            : new ModelConfig(9, 4, 1, EncoderDecoder: true, Cell: CellKind.Gru, Attention: AttentionKind.Dot);
-        string model = P("special.safetensors");
+        string model = P(name);
         using (var network = new RnnModel(TestDevices.Get("cpu"), config, seed: 1))
             GpuRnn.Checkpoints.Checkpoint.Save(model, network, Vocabulary.FromText("abcde"), TokenizerKind.Char,
                 mode: config.IsClassifier ? DataMode.Labeled : DataMode.Pairs, labels: config.IsClassifier ? ["x", "y", "z"] : null);
-        var (code, _, error) = Run("export", "--checkpoint", model, "--onnx", P("m.onnx"));
-        Assert.That(code, Is.EqualTo(ExitCodes.Error));
-        Assert.That(error.Trim(), Is.EqualTo($"gpurnn: {model}: {why}"));
-        Assert.That(File.Exists(P("m.onnx")), Is.False);
+        return model;
     }
 
-    /// <summary>The flags that say "off" are not refusals.</summary>
-    [TestCase("bidirectional", "false")]
-    [TestCase("attention", "\"none\"")]
-    public void SwitchedOffFeaturesExport(string key, string json)
+    /// <summary>Bidirectional models and attention of each kind export, and the one line says so, with the extra <c>attention</c> output.</summary>
+    [Test]
+    public void BidirectionalAndAttentionModelsExportAndSaySo()
     {
-        string model = Checkpoint("plain.safetensors", new Dictionary<string, string> { [key] = json });
-        Assert.That(Run("export", "--checkpoint", model, "--onnx", P("m.onnx")).Code, Is.EqualTo(ExitCodes.Ok));
+        string classifier = Checkpoint(new ModelConfig(9, 4, 2, Classes: 3, Cell: CellKind.Lstm, Bidirectional: true), "bi.safetensors"), onnx = P("bi.onnx");
+        var (code, output, error) = Run("export", "--checkpoint", classifier, "--onnx", onnx);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
+        Assert.That(output.Trim(), Is.EqualTo($"wrote {onnx}: LSTM labeled model (bidirectional), L=2 H=4 V=9, ONNX opset 17; input_ids lengths → logits probabilities"));
+
+        string pairs = Checkpoint(new ModelConfig(9, 4, 1, EncoderDecoder: true, Cell: CellKind.Gru, Bidirectional: true, Attention: AttentionKind.General), "att.safetensors");
+        (code, output, error) = Run("export", "--checkpoint", pairs, "--onnx", onnx);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
+        Assert.That(output.Trim(), Is.EqualTo($"wrote {onnx}: GRU pairs model (bidirectional encoder) with Luong general attention, L=1 H=4 V=9, ONNX opset 17; "
+            + "source_ids source_lengths decoder_input_ids decoder_lengths → logits h_n attention"));
+
+        string additive = Checkpoint(new ModelConfig(9, 4, 2, EncoderDecoder: true, Cell: CellKind.Lstm, Attention: AttentionKind.Additive), "add.safetensors");
+        (code, output, error) = Run("export", "--checkpoint", additive, "--onnx", onnx);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), error);
+        Assert.That(output.Trim(), Is.EqualTo($"wrote {onnx}: LSTM pairs model with Bahdanau additive attention, L=2 H=4 V=9, ONNX opset 17; "
+            + "source_ids source_lengths decoder_input_ids decoder_lengths → logits h_n c_n attention"));
+        AssertNoTemporaryFiles();
     }
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using GpuRnn.Checkpoints;
 using GpuRnn.Kernels;
 using Google.Protobuf;
@@ -18,22 +17,28 @@ namespace GpuRnn;
 /// <c>h0</c> [L, B, H] (and <c>c0</c> for an LSTM; zeros to start); outputs <c>logits</c> [T, B, V], <c>h_n</c> [L, B, H]
 /// (and <c>c_n</c>) after each sequence's last true step: feed them back as <c>h0</c>/<c>c0</c> to continue (streaming generation).</description></item>
 /// <item><term>classifier (labeled)</term><description>inputs <c>input_ids</c> [T, B], <c>lengths</c> [B]; outputs
-/// <c>logits</c> [B, C] and <c>probabilities</c> [B, C] (softmax) from each sequence's last true step.</description></item>
+/// <c>logits</c> [B, C] and <c>probabilities</c> [B, C] (softmax) from each sequence's last true step (bidirectional: from
+/// [forward after the last token; reverse after the first]).</description></item>
 /// <item><term>encoder–decoder (pairs)</term><description>inputs <c>source_ids</c> [S, B], <c>source_lengths</c> [B],
 /// <c>decoder_input_ids</c> [T, B] (<c>&lt;bos&gt;</c> then the target so far: teacher forcing), <c>decoder_lengths</c> [B];
-/// outputs <c>logits</c> [T, B, V] of the decoder, and its <c>h_n</c> (and <c>c_n</c>). Greedy decoding is the caller's loop:
-/// append the arg-max of the last step's logits and run again, until <c>&lt;eos&gt;</c>.</description></item>
+/// outputs <c>logits</c> [T, B, V] of the decoder, and its <c>h_n</c> (and <c>c_n</c>); with attention (dot, general, additive)
+/// also <c>attention</c> [B, T, S], batch-major: each decoder step's weights over the source, exactly 0 past its length (every
+/// source length must be at least 1). A bidirectional encoder starts each decoder layer from the sum of its two final
+/// states, and its attention memory is the sum of both directions' outputs (DESIGN.md §3d). Greedy decoding is the
+/// caller's loop: append the arg-max of the last step's logits and run again, until <c>&lt;eos&gt;</c>.</description></item>
 /// </list>
+/// Bidirectional layers are ONNX's <c>direction="bidirectional"</c> (<see cref="OnnxRecurrent"/>); Luong attention is a subgraph
+/// of standard operators after the decoder, Bahdanau's a <c>Scan</c> over the first decoder layer's steps (<see cref="OnnxAttention"/>).
 /// The metadata (<c>metadata_props</c>) holds <c>gpurnn.vocab</c> (JSON array of the tokens in id order),
 /// <c>gpurnn.tokenizer</c>, <c>gpurnn.mode</c>, the checkpoint's <c>gpurnn.config</c> and, for a classifier,
 /// <c>gpurnn.labels</c> (JSON array of the class names in index order).
 /// </summary>
 public static class OnnxExport
 {
-    /// <summary>Graph input and output names.</summary>
+    /// <summary>Graph input and output names (<see cref="AttentionWeights"/>: the weights [B, T, S] of a model with attention).</summary>
     public const string InputIds = "input_ids", Lengths = "lengths", InitialH = "h0", InitialC = "c0",
         SourceIds = "source_ids", SourceLengths = "source_lengths", DecoderInputIds = "decoder_input_ids", DecoderLengths = "decoder_lengths",
-        Logits = "logits", Probabilities = "probabilities", FinalH = "h_n", FinalC = "c_n";
+        Logits = "logits", Probabilities = "probabilities", FinalH = "h_n", FinalC = "c_n", AttentionWeights = "attention";
 
     /// <summary>Metadata keys added beside the checkpoint's own (<see cref="Checkpoint.VocabKey"/>, <see cref="Checkpoint.TokenizerKey"/>, <see cref="Checkpoint.ConfigKey"/>).</summary>
     public const string ModeKey = "gpurnn.mode", LabelsKey = "gpurnn.labels";
@@ -51,7 +56,7 @@ public static class OnnxExport
     /// renamed over the target, so a failure never leaves half a model). An existing file is replaced only when it is
     /// an ONNX model that GpuRnn wrote.
     /// </summary>
-    /// <exception cref="GpuRnnException">The model cannot be exported (bidirectional layers, attention), or
+    /// <exception cref="GpuRnnException">The model cannot be exported (a tensor the graph has no place for), or
     /// <paramref name="path"/> is a folder, another kind of file, or cannot be written; the message names the file.</exception>
     public static void Write(Checkpoint checkpoint, string path)
     {
@@ -66,7 +71,7 @@ public static class OnnxExport
     }
 
     /// <summary>The ONNX model of <paramref name="checkpoint"/> as bytes (e.g. for an <c>InferenceSession</c>).</summary>
-    /// <exception cref="GpuRnnException">The model cannot be exported (bidirectional layers, attention); the message names the checkpoint.</exception>
+    /// <exception cref="GpuRnnException">The model cannot be exported (a tensor the graph has no place for); the message names the checkpoint.</exception>
     public static byte[] Serialize(Checkpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
@@ -89,7 +94,6 @@ public static class OnnxExport
 
     private static ModelProto Build(Checkpoint c)
     {
-        RefuseUnsupported(c);
         var config = c.Config;
         var layout = new ParameterLayout(config);
         var exported = new HashSet<string>(StringComparer.Ordinal);
@@ -105,7 +109,7 @@ public static class OnnxExport
             Classifier(g, layout, Take);
         else
             LanguageModel(g, layout, Take);
-        // Anything the graph did not use (a reverse direction, attention weights) would be silently dropped: refuse instead.
+        // Anything the graph did not use (a tensor of a kind added to the engine later) would be silently dropped: refuse instead.
         string? left = c.Weights.Keys.Where(n => !exported.Contains(n)).Order(StringComparer.Ordinal).FirstOrDefault();
         if (left is not null)
             throw new GpuRnnException($"{c.Source}: tensor '{left}' has no place in the exported ONNX graph; this model cannot be exported yet");
@@ -115,7 +119,9 @@ public static class OnnxExport
             IrVersion = IrVersion,
             ProducerName = Producer,
             ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
-            DocString = $"GpuRnn {Checkpoint.CellTitle(config.Cell)} ({Checkpoint.ModeName(c.Mode)}), L={config.Layers} H={config.Hidden} V={config.Vocab}; time-major [T, B]: see the README's 'Export to ONNX'",
+            DocString = $"GpuRnn {Checkpoint.CellTitle(config.Cell)} ({Checkpoint.ModeName(c.Mode)}{(config.Bidirectional ? ", bidirectional" : "")}"
+                + $"{(config.Attention == AttentionKind.None ? "" : ", " + AttentionNames.Title(config.Attention) + " attention")}), "
+                + $"L={config.Layers} H={config.Hidden} V={config.Vocab}; time-major [T, B]: see the README's 'Export to ONNX'",
             Graph = g.Proto,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
@@ -128,17 +134,6 @@ public static class OnnxExport
         if (config.IsClassifier)
             Meta(LabelsKey, JsonSerializer.Serialize(c.Labels));
         return model;
-    }
-
-    /// <summary>Models whose computation the graph cannot express yet, told by their config (their tensors are caught after the build too).</summary>
-    private static void RefuseUnsupported(Checkpoint c)
-    {
-        if (!c.Metadata.TryGetValue(Checkpoint.ConfigKey, out string? json) || JsonNode.Parse(json) is not JsonObject config)
-            return;
-        if (config["bidirectional"] is JsonValue b && b.TryGetValue(out bool bidirectional) && bidirectional)
-            throw new GpuRnnException($"{c.Source}: bidirectional layers cannot be exported to ONNX yet");
-        if (config["attention"] is JsonNode a && !(a is JsonValue v && ((v.TryGetValue(out string? s) && s is "none" or "") || (v.TryGetValue(out bool on) && !on))))
-            throw new GpuRnnException($"{c.Source}: attention cannot be exported to ONNX yet");
     }
 
     /// <summary>Token ids [dim, B] and lengths [B] as graph inputs; returns the ids and the lengths cast to ONNX's int32 <c>sequence_lens</c>.</summary>
@@ -160,7 +155,7 @@ public static class OnnxExport
         string[] h0 = PerLayer(g, g.Input(InitialH, DataType.Float, l, "B", h), l);
         string[]? c0 = lstm ? PerLayer(g, g.Input(InitialC, DataType.Float, l, "B", h), l) : null;
         var stack = OnnxRecurrent.Add(g, layout.Stack, layout.V, h, take, Prefix(layout.Stack), ids, lengths, h0, c0);
-        OutputHead(g, layout, take, stack.Top);
+        OutputHead(g, layout, take, OnnxRecurrent.Join(g, stack.Y, stack.Directions));
         States(g, stack, l, h);
     }
 
@@ -168,8 +163,9 @@ public static class OnnxExport
     {
         var (ids, lengths) = Sequences(g, InputIds, Lengths, "T");
         var stack = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, h0: null, c0: null); // zero states, as the engine's
-        string last = g.Op("Squeeze", [stack.FinalH[^1], g.Axes(0)]); // the top layer's last true state [B, H]
-        string w = g.Floats(layout.DecoderWeight.Name, take(layout.DecoderWeight), layout.Outputs, layout.H);
+        // The top layer's last true state [B, H]; bidirectional [B, 2H]: [forward after the last token; reverse after the first].
+        string last = OnnxRecurrent.JoinStates(g, stack.FinalH[^1], stack.Directions);
+        string w = g.Floats(layout.DecoderWeight.Name, take(layout.DecoderWeight), layout.Outputs, stack.Directions * layout.H);
         string b = g.Floats(layout.DecoderBias.Name, take(layout.DecoderBias), layout.Outputs);
         g.Op("Gemm", [last, w, b], Logits, OnnxGraph.Int("transB", 1)); // last · Wᵀ + b
         g.Op("Softmax", [Logits], Probabilities, OnnxGraph.Int("axis", 1));
@@ -183,11 +179,25 @@ public static class OnnxExport
         var (source, sourceLengths) = Sequences(g, SourceIds, SourceLengths, "S");
         var (ids, lengths) = Sequences(g, DecoderInputIds, DecoderLengths, "T");
         var encoder = OnnxRecurrent.Add(g, encoderStack, layout.V, layout.H, take, Prefix(encoderStack), source, sourceLengths, h0: null, c0: null);
-        // Each decoder layer starts from the same encoder layer's state after the last true source token.
-        var decoder = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, encoder.FinalH,
-            encoder.FinalC.Length > 0 ? encoder.FinalC : null);
-        OutputHead(g, layout, take, decoder.Top);
+        // Each decoder layer starts from the same encoder layer's state after the last true source token; a bidirectional
+        // encoder's two directions (the reverse one after the first token) are summed, h and c alike (DESIGN.md §3d).
+        string[] h0 = [.. encoder.FinalH.Select(s => OnnxRecurrent.SumStates(g, s, encoder.Directions))];
+        string[]? c0 = encoder.FinalC.Length > 0 ? [.. encoder.FinalC.Select(s => OnnxRecurrent.SumStates(g, s, encoder.Directions))] : null;
+        var attention = layout.Attention;
+        // With attention, the memory: the encoder's top outputs, a bidirectional encoder's summed over the directions.
+        string memory = attention is null ? "" : OnnxRecurrent.SumOutputs(g, encoder.Y, encoder.Directions);
+        var bottom = attention?.Kind == AttentionKind.Additive // Bahdanau's context enters the first layer's steps
+            ? OnnxAttention.AddAdditive(g, layout.Stack, attention, layout.V, layout.H, take, Prefix(layout.Stack), ids, DecoderLengths, h0[0], c0?[0],
+                memory, SourceLengths, AttentionWeights)
+            : null;
+        var decoder = OnnxRecurrent.Add(g, layout.Stack, layout.V, layout.H, take, Prefix(layout.Stack), ids, lengths, h0, c0, bottom);
+        string top = OnnxRecurrent.Join(g, decoder.Y, decoder.Directions);
+        if (attention is { Kind: AttentionKind.Dot or AttentionKind.General }) // Luong's h̃ replaces the decoder's top outputs
+            top = OnnxAttention.AddLuong(g, attention, layout.H, take, top, memory, SourceLengths, AttentionWeights);
+        OutputHead(g, layout, take, top);
         States(g, decoder, layout.L, layout.H);
+        if (attention is not null)
+            g.Output(AttentionWeights, DataType.Float, "B", "T", "S");
     }
 
     /// <summary>[L, B, H] split into L values [1, B, H].</summary>
@@ -197,12 +207,7 @@ public static class OnnxExport
     /// <summary><c>logits</c> [T, B, V] = top · decoder.weightᵀ + decoder.bias.</summary>
     private static void OutputHead(OnnxGraph g, ParameterTensor weight, ParameterTensor bias, int outputs, int hidden, Func<ParameterTensor, float[]> take, string top)
     {
-        var w = take(weight); // [V, H]
-        var wT = new float[w.Length];
-        for (int v = 0; v < outputs; v++)
-            for (int j = 0; j < hidden; j++)
-                wT[j * outputs + v] = w[v * hidden + j];
-        string product = g.Op("MatMul", [top, g.Floats(weight.Name + "_transposed", wT, hidden, outputs)]);
+        string product = g.Op("MatMul", [top, g.TransposedFloats(weight.Name + "_transposed", take(weight), outputs, hidden)]); // weight [V, H]
         g.Op("Add", [product, g.Floats(bias.Name, take(bias), outputs)], Logits);
         g.Output(Logits, DataType.Float, "T", "B", outputs);
     }

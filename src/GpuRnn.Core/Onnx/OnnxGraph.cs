@@ -18,10 +18,19 @@ internal readonly record struct OnnxDim(long Size, string? Symbol)
 /// </summary>
 internal sealed class OnnxGraph
 {
-    private readonly Dictionary<long, string> axes = [];
+    private readonly HashSet<string> cached = [];
+    private readonly string prefix;
     private int next;
 
-    public OnnxGraph(string name) => Proto = new GraphProto { Name = name };
+    /// <summary>
+    /// A graph named <paramref name="name"/>; the names it makes up (node outputs, cached constants) start with
+    /// <paramref name="prefix"/>, so a subgraph (a <c>Scan</c> body) never shadows a name of the graph around it.
+    /// </summary>
+    public OnnxGraph(string name, string prefix = "")
+    {
+        Proto = new GraphProto { Name = name };
+        this.prefix = prefix;
+    }
 
     /// <summary>The graph built so far.</summary>
     public GraphProto Proto { get; }
@@ -47,22 +56,52 @@ internal sealed class OnnxGraph
         return name;
     }
 
-    /// <summary>A 1-D int64 initializer (axes, shapes); returns its name.</summary>
-    public string Longs(string name, params long[] data)
+    /// <summary>The transpose [cols, rows] of the row-major <paramref name="data"/> [rows, cols] as a float initializer (a weight for <c>x·Wᵀ</c> by <c>MatMul</c>); returns its name.</summary>
+    public string TransposedFloats(string name, float[] data, int rows, int cols)
+    {
+        var t = new float[data.Length];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                t[c * rows + r] = data[r * cols + c];
+        return Floats(name, t, cols, rows);
+    }
+
+    /// <summary>The 1-D int64 initializer of the axes that Squeeze, Unsqueeze and ReduceSum read (one per list and graph).</summary>
+    public string Axes(params long[] axes) => Cached($"{prefix}axes_{string.Join("_", axes)}", name => LongsProto(name, axes));
+
+    /// <summary>The 1-D int64 initializer of a Reshape's target shape (0 keeps that input dimension, −1 is inferred; one per shape and graph).</summary>
+    public string Shape(params long[] dims) => Cached($"{prefix}shape_{string.Join("_", dims).Replace('-', 'm')}", name => LongsProto(name, dims));
+
+    /// <summary>The 0-D (scalar) int64 initializer of <paramref name="value"/>, as <c>Range</c> reads its start and delta (one per value and graph).</summary>
+    public string Scalar(long value) => Cached($"{prefix}long_{value}", name =>
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        t.Int64Data.Add(value);
+        return t;
+    });
+
+    /// <summary>The 0-D (scalar) float initializer of <paramref name="value"/>, a fill value that broadcasts (one per value and graph).</summary>
+    public string Scalar(float value) => Cached($"{prefix}float_{BitConverter.SingleToInt32Bits(value):x8}", name =>
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        t.FloatData.Add(value);
+        return t;
+    });
+
+    /// <summary>The initializer <paramref name="name"/>, made by <paramref name="make"/> the first time it is asked for.</summary>
+    private string Cached(string name, Func<string, TensorProto> make)
+    {
+        if (cached.Add(name))
+            Proto.Initializer.Add(make(name));
+        return name;
+    }
+
+    private static TensorProto LongsProto(string name, long[] data)
     {
         var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
         t.Dims.Add(data.Length);
         t.Int64Data.AddRange(data);
-        Proto.Initializer.Add(t);
-        return name;
-    }
-
-    /// <summary>The 1-D int64 initializer <c>[axis]</c> that Squeeze and Unsqueeze read (one per axis and graph).</summary>
-    public string Axes(long axis)
-    {
-        if (!axes.TryGetValue(axis, out string? name))
-            axes[axis] = name = Longs($"axes_{axis}", axis);
-        return name;
+        return t;
     }
 
     /// <summary>
@@ -72,11 +111,11 @@ internal sealed class OnnxGraph
     /// </summary>
     public string[] Node(string op, string[] inputs, string?[] outputs, params AttributeProto[] attributes)
     {
-        var node = new NodeProto { OpType = op, Name = $"{op}_{next}" };
+        var node = new NodeProto { OpType = op, Name = $"{prefix}{op}_{next}" };
         node.Input.AddRange(inputs);
         var names = new string[outputs.Length];
         for (int i = 0; i < outputs.Length; i++)
-            names[i] = outputs[i] ?? $"{op.ToLowerInvariant()}_{next}_{i}";
+            names[i] = outputs[i] ?? $"{prefix}{op.ToLowerInvariant()}_{next}_{i}";
         node.Output.AddRange(names);
         node.Attribute.AddRange(attributes);
         Proto.Node.Add(node);
@@ -89,6 +128,17 @@ internal sealed class OnnxGraph
 
     /// <summary>An integer attribute.</summary>
     public static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    /// <summary>An attribute of a list of integers (a Transpose's <c>perm</c>).</summary>
+    public static AttributeProto Ints(string name, params long[] values)
+    {
+        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        a.Ints.AddRange(values);
+        return a;
+    }
+
+    /// <summary>A graph attribute (a <c>Scan</c>'s body).</summary>
+    public static AttributeProto Graph(string name, OnnxGraph body) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Graph, G = body.Proto };
 
     /// <summary>A string attribute.</summary>
     public static AttributeProto Str(string name, string value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };

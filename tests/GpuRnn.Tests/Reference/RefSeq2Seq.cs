@@ -29,12 +29,23 @@ public static class RefSeq2Seq
         Func<int, int, double[]?>? encoderDrop = null, Func<int, int, double[]?>? decoderDrop = null, Func<int, int, double[]?>? encoderDropReverse = null) =>
         Run(p, vocab, hidden, layers, source, target, bos, eos, cell, attention, bidirectional, encoderDrop, decoderDrop, encoderDropReverse).Result;
 
+    /// <summary>
+    /// The forward of one pair: the logits [target steps + 1][V] at the decoder's inputs [bos, target…], the attention
+    /// weights a_tj [target steps + 1][source steps] (empty rows without attention) and the decoder stack's run (its final states).
+    /// </summary>
+    public static (double[][] Logits, double[][] Weights, RefStackRun Decoder) Forward(Dictionary<string, double[]> p, int vocab, int hidden, int layers,
+        int[] source, int[] target, int bos, int eos, CellKind cell, AttentionKind attention, bool bidirectional)
+    {
+        var run = Run(p, vocab, hidden, layers, source, target, bos, eos, cell, attention, bidirectional, null, null, null);
+        return (run.Logits, run.Weights, run.Decoder);
+    }
+
     /// <summary>The attention weights a_tj [target steps][source steps] of one pair (forward only).</summary>
     public static double[][] AttentionWeights(Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos,
         CellKind cell, AttentionKind attention, bool bidirectional = false) =>
         Run(p, vocab, hidden, layers, source, target, bos, eos, cell, attention, bidirectional, null, null, null).Weights;
 
-    private static ((double Loss, int Count, Dictionary<string, double[]> Grads) Result, double[][] Weights) Run(
+    private static ((double Loss, int Count, Dictionary<string, double[]> Grads) Result, double[][] Weights, double[][] Logits, RefStackRun Decoder) Run(
         Dictionary<string, double[]> p, int vocab, int hidden, int layers, int[] source, int[] target, int bos, int eos, CellKind cell, AttentionKind attention,
         bool bidirectional, Func<int, int, double[]?>? encoderDrop, Func<int, int, double[]?>? decoderDrop, Func<int, int, double[]?>? encoderDropReverse)
     {
@@ -55,6 +66,7 @@ public static class RefSeq2Seq
         var w = p["decoder.out.weight"]; // [V, H]
         var dTop = new double[n][];
         var weights = new double[n][];
+        var allLogits = new double[n][];
         double loss = 0;
         for (int t = 0; t < n; t++)
         {
@@ -62,7 +74,7 @@ public static class RefSeq2Seq
             var att = attention is AttentionKind.Dot or AttentionKind.General ? Attend(p, hidden, attention, top, mem) : null;
             weights[t] = att?.A ?? bahdanau?.A[t] ?? [];
             var h = att?.State ?? top;
-            var logits = new double[vocab];
+            var logits = allLogits[t] = new double[vocab];
             for (int c = 0; c < vocab; c++)
             {
                 logits[c] = p["decoder.out.bias"][c];
@@ -88,7 +100,7 @@ public static class RefSeq2Seq
         var (dH0, dC0) = decoder.Backward(p, g, dec, dTop, stepInputBackward: bahdanau is null ? null : bahdanau.Backward);
         // Each encoder layer's last state started the decoder layer; with attention, every top-layer output was read too.
         encoder.Backward(p, g, enc, dMem, dH0, dC0, dTopReverse: bidirectional ? dMem : null);
-        return ((loss, n, g), weights);
+        return ((loss, n, g), weights, allLogits, dec);
     }
 
     private sealed record Attended(double[] Q, double[] A, double[] Context, double[] State);
