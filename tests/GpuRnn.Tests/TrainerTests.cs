@@ -180,11 +180,19 @@ public sealed class TrainerTests(string spec) : DeviceFixture(spec)
             trainer.Step(batcher.Next(), readLoss: false);
         device.Accelerator.Synchronize();
         var k = device.Kernels;
-        long launches = k.Launches;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < steps; i++)
-            trainer.Step(batcher.Next(), readLoss: false);
-        return ((GC.GetAllocatedBytesForCurrentThread() - before) / steps, (k.Launches - launches) / steps);
+        // The least of three windows: an allocation in every step shows in each window, a one-off of the runtime's
+        // (seen once in a full-suite run: 6 KB in one window of three steps) only in one.
+        long bytes = long.MaxValue, launchesPerStep = 0;
+        for (int window = 0; window < 3; window++)
+        {
+            long launches = k.Launches;
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < steps; i++)
+                trainer.Step(batcher.Next(), readLoss: false);
+            bytes = Math.Min(bytes, (GC.GetAllocatedBytesForCurrentThread() - before) / steps);
+            launchesPerStep = (k.Launches - launches) / steps;
+        }
+        return (bytes, launchesPerStep);
     }
 
     [Test]
